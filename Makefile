@@ -1,0 +1,38 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# The install stamp is keyed by a hash of pyproject.toml and of this checkout's path, so a ready
+# venv is reused as is, and only a change of requirements (or a venv reused by another clone,
+# as .ci/run does) triggers one reinstall.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+KEY := $(shell (cat pyproject.toml; echo "$(CURDIR)") | sha256sum | cut -c1-12)
+# compat mode puts the checkout itself on sys.path (a .pth entry), so a worktree or a
+# `pythonpath = .` in pytest always wins over the installed copy.
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -q --config-settings editable_mode=compat
+
+.PHONY: demo test venv clean-venv bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-base-$(KEY): | $(PY)
+	$(PIP_INSTALL) -e .
+	@touch $@
+
+$(VENV)/.stamp-test-$(KEY): | $(PY)
+	$(PIP_INSTALL) -e '.[test]'
+	@touch $@ $(VENV)/.stamp-base-$(KEY)
+
+venv: $(VENV)/.stamp-base-$(KEY)
+
+demo: $(VENV)/.stamp-base-$(KEY)
+	$(PY) -m metad2a.demo
+
+test: $(VENV)/.stamp-test-$(KEY)
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.stamp-test-$(KEY)
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

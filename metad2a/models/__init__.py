@@ -1,0 +1,1 @@
+"""MetaD2A models: the graph generator and the meta-performance predictor."""

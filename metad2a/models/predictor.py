@@ -1,0 +1,86 @@
+"""PredictorModel: dataset encoding + bidirectional D-VAE graph encoding -> accuracy (ORIGINAL.md §1.6).
+
+Attribute names and registration order are the original's, unused modules included, so the
+released ``ckpt_max_corr.pt`` files load with ``strict=True``.
+
+Shape legend: ``b`` (dataset, graph) pairs, ``z`` = nz, ``h`` = hs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metad2a.nn.dvae import DVAEBase
+from metad2a.nn.graph_batch import GraphBatch
+from metad2a.nn.set_pool import SetPool, encode_dataset
+
+
+class PredictorModel(DVAEBase):
+    """Meta-performance predictor. Output: the normalised accuracy ``((acc - mean) / std) / 100``.
+
+    Args:
+        nvt: vertex types including start and end.
+        max_n: vertices of a full graph.
+        hs: GRU hidden size (README: 512).
+        nz: dataset / graph embedding size (README: 56).
+        feature_dim: width of the dataset features (512 for ResNet-18).
+        num_sample: feature rows per class in a task.
+        start_type: vertex type of the input vertex.
+        end_type: vertex type of the output vertex.
+    """
+
+    def __init__(
+        self,
+        nvt: int,
+        max_n: int,
+        hs: int = 512,
+        nz: int = 56,
+        feature_dim: int = 512,
+        num_sample: int = 20,
+        start_type: int = 0,
+        end_type: int = 1,
+    ) -> None:
+        super().__init__()
+        self._init_graph_dims(nvt, max_n, hs, start_type, end_type)
+        self.nz = nz
+        self.feature_dim = feature_dim
+        self.num_sample = num_sample
+        gs, vs = hs, hs + max_n
+        self.grue_forward = nn.GRUCell(nvt, hs)
+        self.grue_backward = nn.GRUCell(nvt, hs)
+        self.fc1 = nn.Linear(gs, nz)  # graph embedding
+        self.fc2 = nn.Linear(gs, nz)  # unused
+        self.gate_forward = nn.Sequential(nn.Linear(vs, hs), nn.Sigmoid())
+        self.gate_backward = nn.Sequential(nn.Linear(vs, hs), nn.Sigmoid())
+        self.mapper_forward = nn.Sequential(nn.Linear(vs, hs, bias=False))
+        self.mapper_backward = nn.Sequential(nn.Linear(vs, hs, bias=False))
+        self.hv_unify = nn.Sequential(nn.Linear(hs * 2, hs))  # unused
+        self.hg_unify = nn.Sequential(nn.Linear(gs * 2, gs))
+        self.relu = nn.ReLU()
+        self.sigmoid = nn.Sigmoid()
+        self.tanh = nn.Tanh()
+        self.logsoftmax1 = nn.LogSoftmax(1)
+        self.intra_setpool = SetPool(feature_dim, 1, nz, dim_hidden=nz, num_heads=4)
+        self.inter_setpool = SetPool(nz, 1, nz, dim_hidden=nz, num_heads=4)
+        self.set_fc = nn.Sequential(nn.Linear(feature_dim, nz), nn.ReLU())  # unused
+        self.pred_fc = nn.Sequential(nn.Linear(nz * 2, hs), nn.Tanh(), nn.Linear(hs, 1))
+        self.mseloss = nn.MSELoss(reduction="sum")
+
+    def set_encode(self, X: torch.Tensor) -> torch.Tensor:
+        """Features [b, c*s, d] -> dataset embedding ``D_mu`` [b, z]."""
+        return encode_dataset(self.intra_setpool, self.inter_setpool, X, self.num_sample)
+
+    def graph_encode(self, graphs: GraphBatch) -> torch.Tensor:
+        """Bidirectional D-VAE encoding -> ``G_mu = fc1(hg_unify([h_fwd(last), h_bwd(0)]))`` [b, z]."""
+        Hf = self.propagate(graphs, self.grue_forward, self.gate_forward, self.mapper_forward)
+        Hb = self.propagate(graphs, self.grue_backward, self.gate_backward, self.mapper_backward, reverse=True)
+        return self.fc1(self.hg_unify(self.graph_state(Hf, Hb, graphs)))
+
+    def predict(self, D_mu: torch.Tensor, G_mu: torch.Tensor) -> torch.Tensor:
+        """Head on precomputed embeddings: [b, z], [b, z] -> [b, 1]."""
+        return self.pred_fc(torch.cat([D_mu, G_mu], 1))
+
+    def forward(self, X: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+        """Features [b, c*s, d] and b graphs -> predicted normalised accuracy [b, 1]."""
+        return self.predict(self.set_encode(X), self.graph_encode(graphs))

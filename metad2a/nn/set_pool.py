@@ -1,0 +1,80 @@
+"""Set pooling and the two-level dataset encoder of MetaD2A (ORIGINAL.md §1.2).
+
+``SetPool`` in MetaD2A's only used mode ``sabPF``: two SABs, then PMA and a Linear layer. The
+dataset encoder pools each class's samples into a prototype (intra-class), then pools the
+prototypes into one dataset vector (inter-class).
+
+Shape legend: ``b`` datasets (tasks) in the batch, ``c`` classes, ``n`` samples per class,
+``d`` feature dimension (512 for ResNet-18 features), ``z`` output width (``nz``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metad2a.nn.set_transformer import PMA, SAB
+
+
+class SetPool(nn.Module):
+    """``dec(enc(X))`` with ``enc = SAB, SAB`` and ``dec = PMA, Linear`` (MetaD2A mode ``sabPF``).
+
+    Args:
+        dim_input: width of the set elements.
+        num_outputs: number of PMA seeds (1 in MetaD2A).
+        dim_output: width of each pooled output.
+        dim_hidden: width inside the attention blocks.
+        num_heads: attention heads.
+        ln: LayerNorm inside the attention blocks (False in MetaD2A).
+    """
+
+    def __init__(
+        self,
+        dim_input: int,
+        num_outputs: int,
+        dim_output: int,
+        dim_hidden: int = 128,
+        num_heads: int = 4,
+        ln: bool = False,
+    ) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(
+            SAB(dim_input, dim_hidden, num_heads, ln=ln),
+            SAB(dim_hidden, dim_hidden, num_heads, ln=ln),
+        )
+        self.dec = nn.Sequential(
+            PMA(dim_hidden, num_heads, num_outputs, ln=ln),
+            nn.Linear(dim_hidden, dim_output),
+        )
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """``X`` [b, n, dim_input] -> [b, num_outputs, dim_output]."""
+        return self.dec(self.enc(X))
+
+
+def encode_dataset(
+    intra_setpool: SetPool, inter_setpool: SetPool, X: torch.Tensor, num_sample: int
+) -> torch.Tensor:
+    """Two-level set encoding of a batch of datasets.
+
+    Args:
+        intra_setpool: pools the ``num_sample`` rows of one class into one prototype.
+        inter_setpool: pools the class prototypes into one dataset vector.
+        X: [b, c*n, d] features, rows grouped by class (``n = num_sample`` consecutive rows per class).
+        num_sample: rows per class.
+
+    Returns:
+        [b, z]. Unlike the original, a batch of one keeps its batch axis (ORIGINAL.md §5.5).
+
+    The original loops over the batch and pools each task separately; because every set is pooled
+    independently, folding the batch into the set axis gives the same numbers in one call.
+    """
+    if X.dim() != 3:
+        raise ValueError(f"expected features of shape [batch, classes*samples, dim], got {tuple(X.shape)}")
+    b, rows, d = X.shape
+    if rows % num_sample:
+        raise ValueError(f"{rows} rows per task is not a multiple of num_sample={num_sample}")
+    c = rows // num_sample
+    protos = intra_setpool(X.reshape(b * c, num_sample, d))  # [b*c, 1, z]
+    pooled = inter_setpool(protos.reshape(b, c, -1))  # [b, 1, z]
+    return pooled.reshape(b, -1)

@@ -1,0 +1,94 @@
+"""Set Transformer blocks (Lee et al., ICML 2019), same semantics as juho-lee/set_transformer ``modules.py``.
+
+MIT-licensed upstream; re-written here. Attribute names (``fc_q``, ``fc_k``, ``fc_v``, ``fc_o``, ``ln0``,
+``ln1``, ``mab``, ``S``, ``I``, ``mab0``, ``mab1``) match the upstream and MetaD2A checkpoints.
+
+Shape legend: ``b`` sets in the batch, ``n`` elements per set, ``m`` queries (seeds), ``d`` features.
+
+Numerics kept on purpose (ORIGINAL.md §1.2):
+- heads are split off the feature axis and stacked head-major along the batch axis;
+- attention logits are scaled by ``sqrt(dim_V)`` (the full width, not the per-head width);
+- the output is the projected queries plus attention-weighted values (a residual on the queries);
+- then ``O + ReLU(fc_o(O))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MAB(nn.Module):
+    """Multihead attention block ``MAB(Q, K)``: queries from ``Q``, keys and values from ``K``."""
+
+    def __init__(self, dim_Q: int, dim_K: int, dim_V: int, num_heads: int, ln: bool = False) -> None:
+        super().__init__()
+        if dim_V % num_heads:
+            raise ValueError(f"dim_V={dim_V} must be divisible by num_heads={num_heads}")
+        self.dim_V = dim_V
+        self.num_heads = num_heads
+        self.fc_q = nn.Linear(dim_Q, dim_V)
+        self.fc_k = nn.Linear(dim_K, dim_V)
+        self.fc_v = nn.Linear(dim_K, dim_V)
+        if ln:  # never used by MetaD2A (ln=False everywhere); kept for upstream parity
+            self.ln0 = nn.LayerNorm(dim_V)
+            self.ln1 = nn.LayerNorm(dim_V)
+        self.fc_o = nn.Linear(dim_V, dim_V)
+
+    def forward(self, Q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """``Q`` [b, m, dim_Q], ``K`` [b, n, dim_K] -> [b, m, dim_V]."""
+        Q = self.fc_q(Q)
+        K, V = self.fc_k(K), self.fc_v(K)
+        b = Q.size(0)
+        split = self.dim_V // self.num_heads
+        # head-major stacking: [h*b, *, split], all sets of head 0 first, then head 1, ...
+        Q_ = torch.cat(Q.split(split, 2), 0)
+        K_ = torch.cat(K.split(split, 2), 0)
+        V_ = torch.cat(V.split(split, 2), 0)
+        A = torch.softmax(Q_.bmm(K_.transpose(1, 2)) / math.sqrt(self.dim_V), 2)
+        O = torch.cat((Q_ + A.bmm(V_)).split(b, 0), 2)
+        O = O if getattr(self, "ln0", None) is None else self.ln0(O)
+        O = O + torch.relu(self.fc_o(O))
+        O = O if getattr(self, "ln1", None) is None else self.ln1(O)
+        return O
+
+
+class SAB(nn.Module):
+    """Set attention block: self-attention ``MAB(X, X)``."""
+
+    def __init__(self, dim_in: int, dim_out: int, num_heads: int, ln: bool = False) -> None:
+        super().__init__()
+        self.mab = MAB(dim_in, dim_in, dim_out, num_heads, ln=ln)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.mab(X, X)
+
+
+class ISAB(nn.Module):
+    """Induced set attention block. Present upstream, never instantiated by MetaD2A's ``sabPF`` mode."""
+
+    def __init__(self, dim_in: int, dim_out: int, num_heads: int, num_inds: int, ln: bool = False) -> None:
+        super().__init__()
+        self.I = nn.Parameter(torch.empty(1, num_inds, dim_out))
+        nn.init.xavier_uniform_(self.I)
+        self.mab0 = MAB(dim_out, dim_in, dim_out, num_heads, ln=ln)
+        self.mab1 = MAB(dim_in, dim_out, dim_out, num_heads, ln=ln)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        H = self.mab0(self.I.expand(X.size(0), -1, -1), X)
+        return self.mab1(X, H)
+
+
+class PMA(nn.Module):
+    """Pooling by multihead attention with ``num_seeds`` learned seed vectors ``S``."""
+
+    def __init__(self, dim: int, num_heads: int, num_seeds: int, ln: bool = False) -> None:
+        super().__init__()
+        self.S = nn.Parameter(torch.empty(1, num_seeds, dim))
+        nn.init.xavier_uniform_(self.S)
+        self.mab = MAB(dim, dim, dim, num_heads, ln=ln)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.mab(self.S.expand(X.size(0), -1, -1), X)

@@ -1,0 +1,30 @@
+"""Shared fixtures: the real data in ../shared/data (skipped with a reason when absent) and seeds."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("METAD2A_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(rel: str) -> Path:
+    """A file under ../shared/data; the test is skipped (with the reason) when it is absent."""
+    p = SHARED_DATA / rel
+    if not p.is_file():
+        pytest.skip(f"{p} not present (real data lives in ../shared/data beside the checkout)")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
