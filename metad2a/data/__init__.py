@@ -1,0 +1,1 @@
+"""Data: original file formats, meta-train/meta-test datasets, downloads, feature extraction."""

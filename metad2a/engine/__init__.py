@@ -1,0 +1,1 @@
+"""Training and search loops."""

@@ -1,0 +1,1 @@
+"""Evaluating searched architectures: the NAS-Bench-201 network and its training (optional extras)."""
