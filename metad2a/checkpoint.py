@@ -160,3 +160,15 @@ def save_data(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     _atomic_write(path, lambda f: torch.save(obj, f))
     return path
+
+
+def save_training_state(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Everything needed to resume meta-training (model, optimizer, scheduler, epoch, best metric,
+    RNG), written atomically after every epoch so a crash loses at most the epoch in progress."""
+    path = Path(path)
+    _atomic_write(path, lambda f: torch.save(dict(state), f))
+    return path
+
+
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    return _torch_load(Path(path), True, CheckpointError, "delete it to start meta-training from scratch")

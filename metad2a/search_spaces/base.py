@@ -45,6 +45,14 @@ class SearchSpace:
         architecture given the vertex types alone, or None if the space rejects them."""
         raise NotImplementedError
 
+    def arch_types(self, arch: Any) -> list[int]:
+        """Vertex types of the graph the predictor encodes for ``arch``."""
+        raise NotImplementedError
+
+    def arch_edges(self, arch: Any) -> Sequence[tuple[int, int]]:
+        """Edges of the graph the predictor encodes for ``arch``."""
+        raise NotImplementedError
+
     def arch_key(self, arch: Any) -> str:
         """A hashable, printable identity of an architecture (uniqueness during generation)."""
         return str(arch)

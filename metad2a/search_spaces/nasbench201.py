@@ -156,6 +156,9 @@ class NasBench201(SearchSpace):
     def arch_types(self, arch: str) -> list[int]:
         return arch_str_to_types(arch)
 
+    def arch_edges(self, arch: str) -> tuple[tuple[int, int], ...]:
+        return CANONICAL_EDGES
+
 
 NASBENCH201 = NasBench201(
     name="nasbench201", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE, default_num_gen_arch=800

@@ -1,0 +1,18 @@
+"""MetaD2A on the NAS-Bench-201 search space: the original command lines, e.g.
+
+    python main.py --gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar10
+    python main.py --gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar10
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    import metad2a  # noqa: F401
+except ImportError:  # a fresh checkout without `pip install -e .`: use the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metad2a.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(space="nasbench201"))

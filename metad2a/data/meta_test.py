@@ -1,0 +1,68 @@
+"""Meta-test (search) target datasets: resampled feature sets of a dataset's classes (ORIGINAL.md §2.8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from metad2a import paths
+from metad2a.data.catalog import DatasetInfo, dataset_info
+from metad2a.data.formats import read_bylabel
+from metad2a.data.sets import check_rows
+from metad2a.errors import DataFileError
+
+HOW_TO_GET_FEATURES = (
+    "download the released features with `python get_files/get_preprocessed_data.py`, or extract "
+    "your own with `python process_dataset.py --dataset PATH --name NAME`"
+)
+
+
+@dataclass
+class TargetDataset:
+    name: str
+    feats: list[torch.Tensor]
+    info: DatasetInfo
+    num_sample: int
+
+    @property
+    def feature_dim(self) -> int:
+        return self.feats[0].size(1)
+
+    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``count`` independent resamples: classes 0..C-1 in order, ``num_sample`` distinct random rows
+        each -> [count, C*num_sample, D]. One vectorised draw per class instead of one per set."""
+        parts = []
+        for c in range(self.info.num_classes):
+            t = self.feats[c]
+            keys = torch.rand(count, t.size(0), generator=generator)
+            idx = keys.topk(self.num_sample, dim=1).indices  # distinct rows, uniformly at random
+            parts.append(t[idx])  # [count, n, D]
+        return torch.stack(parts, 1).reshape(count, -1, self.feature_dim).float()
+
+
+def load_target(data_path: Path, name: str, num_sample: int, num_class: int | None = None,
+                feature_dim: int | None = None) -> TargetDataset:
+    """Load ``<data>/<name>bylabel.pt``; the class count comes from ``--num-class``, the catalog,
+    or the file itself (your own dataset).
+
+    Raises:
+        DataFileError: missing file, too few classes or rows, or a feature width that differs from
+            the checkpoint's (``feature_dim``).
+    """
+    path = paths.bylabel(data_path, name)
+    feats = read_bylabel(path, hint=HOW_TO_GET_FEATURES)
+    info = dataset_info(name, num_class)
+    if info.num_classes == 0:  # not in the catalog and no --num-class: every class of the file
+        info = dataset_info(name, len(feats))
+    if info.num_classes > len(feats) or info.num_classes < 1:
+        raise DataFileError(f"{path}: has {len(feats)} classes, but {info.num_classes} are requested "
+                            f"(--num-class); pass --num-class {len(feats)} or fewer")
+    check_rows(feats, range(info.num_classes), num_sample, str(path))
+    d = feats[0].size(1)
+    if feature_dim is not None and d != feature_dim:
+        raise DataFileError(f"{path}: features are {d}-dimensional but the checkpoint expects {feature_dim}; "
+                            f"extract features with the same extractor the model was meta-trained on")
+    return TargetDataset(name, feats, info, num_sample)
+

@@ -1,0 +1,86 @@
+"""The meta-training database: (task features, architecture graph, accuracy) triples (ORIGINAL.md §2.6-§2.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from metad2a.data.formats import MetaTrainFile
+from metad2a.data.sets import check_rows, sample_set
+from metad2a.nn.graph_batch import GraphBatch
+
+ORIGINAL_NUM_VALID = 400  # the first 400 entries of the _idx permutation are the validation split
+
+
+def num_valid(n: int) -> int:
+    """400 as in the original; a database too small for that (our tests, a small own database)
+    keeps a tenth for validation instead, so training never runs on an empty split."""
+    return ORIGINAL_NUM_VALID if n > 2 * ORIGINAL_NUM_VALID else max(1, n // 10)
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # [b, c*n, d]
+    graphs: GraphBatch
+    y: torch.Tensor  # [b] normalised accuracy ((acc - mean) / std) / 100
+    acc: torch.Tensor  # [b] accuracy in percent
+
+
+class MetaTrainDatabase:
+    """Splits, normalisation and batch sampling over one meta-train file.
+
+    Args:
+        mt: the parsed file.
+        tasks: task list (1-based class ids into ``feats``).
+        feats: per-class features of the meta-training source (imgnet32), index = class id - 1.
+        max_n: graph size of the search space.
+        num_sample: rows per class.
+        class_offset: subtracted from task class ids (1 for the original NB201 files).
+    """
+
+    def __init__(self, mt: MetaTrainFile, tasks: Sequence[Sequence[int]], feats: Sequence[torch.Tensor],
+                 max_n: int, num_sample: int = 20, class_offset: int = 1, source: str = "") -> None:
+        self.feats = feats
+        self.num_sample = num_sample
+        self.task_classes = [[c - class_offset for c in tasks[t]] for t in mt.task]
+        used = sorted({c for cl in self.task_classes for c in cl})
+        if used and (used[0] < 0 or used[-1] >= len(feats)):
+            raise ValueError(f"{source}: task class ids reach {used[-1] + class_offset}, "
+                             f"but the feature file has {len(feats)} classes")
+        check_rows(feats, used, num_sample, source)
+        self.graphs = GraphBatch.from_graphs(mt.graphs, max_n)
+        self.acc = torch.tensor(mt.acc, dtype=torch.float32)
+        nv = num_valid(len(mt.perm))
+        self.split = {"valid": list(mt.perm[:nv]), "train": list(mt.perm[nv:])}
+        train_acc = self.acc[self.split["train"]]
+        self.mean = float(train_acc.mean())
+        self.std = float(train_acc.std()) if len(train_acc) > 1 else 1.0
+        if not self.std > 0:
+            self.std = 1.0
+
+    def __len__(self) -> int:
+        return len(self.acc)
+
+    def normalise(self, acc: torch.Tensor) -> torch.Tensor:
+        return ((acc - self.mean) / self.std) / 100.0
+
+    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
+        return y * 100.0 * self.std + self.mean
+
+    def batches(self, mode: str, batch_size: int, shuffle: bool,
+                generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """Batches of the split; fresh random feature rows at every access, as the original."""
+        idx = torch.tensor(self.split[mode], dtype=torch.long)
+        if shuffle:
+            idx = idx[torch.randperm(len(idx), generator=generator)]
+        for s in range(0, len(idx), batch_size):
+            b = idx[s : s + batch_size]
+            x = torch.stack([sample_set(self.feats, self.task_classes[i], self.num_sample, generator)
+                             for i in b.tolist()])
+            acc = self.acc[b]
+            yield Batch(x, self.graphs[b], self.normalise(acc), acc)
+
+    def num_batches(self, mode: str, batch_size: int) -> int:
+        return -(-len(self.split[mode]) // batch_size)
