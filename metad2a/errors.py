@@ -14,3 +14,7 @@ class CheckpointError(MetaD2AError):
 
 class DataFileError(MetaD2AError):
     """A data file is missing, unreadable, or not in the expected format."""
+
+
+class DownloadError(MetaD2AError):
+    """A download failed: HTTP error, HTML page instead of the file, truncated body, wrong size or hash."""

@@ -1,0 +1,21 @@
+"""Explain that the OFA predictor database was never published; downloads nothing, exits 2.
+
+The original script fetched the predictor checkpoint into
+data/predictor/processed/collected_database.pt by mistake (ORIGINAL.md §5 item 12).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    import metad2a  # noqa: F401
+except ImportError:  # not installed: use the checkout this script lives in
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from metad2a.data.downloads import OFA_PREDICTOR_DATABASE_UNAVAILABLE
+from metad2a.download import unavailable_main
+
+if __name__ == "__main__":
+    sys.exit(unavailable_main(OFA_PREDICTOR_DATABASE_UNAVAILABLE, description=__doc__.splitlines()[0]))
