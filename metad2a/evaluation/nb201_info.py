@@ -3,7 +3,8 @@
 Builds ``TinyNetwork`` for the cell and counts its parameters and MFLOPs the way the benchmark
 reports them (see ``metad2a.evaluation.nb201_network``), e.g.::
 
-    metad2a nb201-info '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
+    metad2a nb201-info --num-classes 100 \\
+        '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
 """
 
 from __future__ import annotations
