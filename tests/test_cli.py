@@ -1,0 +1,74 @@
+import pytest
+
+from metad2a.cli import build_parser, main, str2bool
+from metad2a.search_spaces import get_search_space
+
+NB201 = get_search_space("nasbench201")
+README_COMMANDS = [  # ORIGINAL.md §2.3, verbatim
+    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar10",
+    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar10",
+    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar100",
+    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar100",
+    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 50 --data-name mnist",
+    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 50 --data-name mnist",
+    "--gpu 0 --model generator --hs 56 --nz 56",
+    "--gpu 0 --model predictor --hs 512 --nz 56",
+]
+
+
+@pytest.mark.parametrize("cmd", README_COMMANDS)
+def test_readme_commands_parse(cmd):
+    args = build_parser(NB201).parse_args(cmd.split())
+    assert args.model_name in ("generator", "predictor") and args.gpu == "0"
+
+
+def test_original_defaults():
+    a = build_parser(NB201).parse_args([])
+    assert (a.seed, a.gpu, a.save_path, a.data_path, a.save_epoch, a.max_epoch, a.batch_size) == (
+        333, "0", "results", "data", 20, 400, 32)
+    assert (a.graph_data_name, a.nvt, a.num_sample, a.hs, a.nz, a.load_epoch, a.num_gen_arch, a.train_arch) == (
+        "nasbench201", 7, 20, None, 56, 20, 800, True)
+
+
+def test_aliases_and_bool_rule():
+    p = build_parser(NB201)
+    assert p.parse_args(["--model_name", "predictor"]).model_name == p.parse_args(["--model", "predictor"]).model_name
+    assert p.parse_args(["--batch-size", "4"]).batch_size == p.parse_args(["--batch_size", "4"]).batch_size == 4
+    assert [str2bool(v) for v in ("t", "True", "TRUE", "false", "0", "yes")] == [True, True, True, False, False, False]
+
+
+def test_unknown_and_abbreviated_flags_fail():
+    p = build_parser(NB201)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--no-such-flag"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--model", "trainer"])
+    with pytest.raises(SystemExit):  # no prefix abbreviation: --data could mean --data-path or --data-name
+        p.parse_args(["--data", "x"])
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--gpu", "cpu"], "--model is required"),
+        (["--gpu", "cpu", "--model", "generator", "--graph-data-name", "ofa_mbv3"], "not this folder's search space"),
+        (["--gpu", "cpu", "--model", "generator", "--nvt", "9"], "--nvt 9 does not fit"),
+        (["--gpu", "cpu", "--model", "generator", "--test"], "--test needs --data-name"),
+        (["--gpu", "cpu", "--model", "generator", "--num-sample", "0"], "--num-sample must be a positive"),
+    ],
+)
+def test_user_errors_are_one_line(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_names_file_and_script(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--gpu", "cpu", "--model", "predictor", "--max-epoch", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "meta_train_tasks_predictor.pt: file not found" in err and "get_preprocessed_data.py" in err
+    assert main(["--gpu", "cpu", "--model", "generator", "--test", "--load-epoch", "400", "--data-name", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "ckpt_400.pt: file not found" in err and "get_files/get_checkpoint.py" in err
