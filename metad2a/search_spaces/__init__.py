@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from metad2a.search_spaces.base import SearchSpace
 from metad2a.search_spaces.nasbench201 import NASBENCH201
+from metad2a.search_spaces.ofa_mbv3 import OFA_MBV3
 
-SEARCH_SPACES: dict[str, SearchSpace] = {NASBENCH201.name: NASBENCH201}
+SEARCH_SPACES: dict[str, SearchSpace] = {NASBENCH201.name: NASBENCH201, OFA_MBV3.name: OFA_MBV3}
 
 
 def get_search_space(name: str) -> SearchSpace:
