@@ -10,7 +10,7 @@ import torch
 from metad2a import paths
 from metad2a.data.catalog import DatasetInfo, dataset_info
 from metad2a.data.formats import read_bylabel
-from metad2a.data.sets import check_rows
+from metad2a.data.sets import check_rows, sample_batch
 from metad2a.errors import DataFileError
 
 HOW_TO_GET_FEATURES = (
@@ -32,15 +32,8 @@ class TargetDataset:
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` independent resamples: classes 0..C-1 in order, ``num_sample`` distinct random rows
-        each -> [count, C*num_sample, D]. One vectorised draw per class instead of one per set."""
-        parts = []
-        for c in range(self.info.num_classes):
-            t = self.feats[c]
-            keys = torch.rand(count, t.size(0), generator=generator)
-            idx = keys.topk(self.num_sample, dim=1).indices  # distinct rows, uniformly at random
-            parts.append(t[idx])  # [count, n, D]
-        return torch.stack(parts, 1).reshape(count, -1, self.feature_dim).float()
-
+        each -> [count, C*num_sample, D]."""
+        return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator)
 
 def load_target(data_path: Path, name: str, num_sample: int, num_class: int | None = None,
                 feature_dim: int | None = None) -> TargetDataset:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from metad2a.data.formats import MetaTrainFile
-from metad2a.data.sets import check_rows, sample_set
+from metad2a.data.sets import check_rows, sample_batch
 from metad2a.nn.graph_batch import GraphBatch
 
 ORIGINAL_NUM_VALID = 400  # the first 400 entries of the _idx permutation are the validation split
@@ -77,8 +77,7 @@ class MetaTrainDatabase:
             idx = idx[torch.randperm(len(idx), generator=generator)]
         for s in range(0, len(idx), batch_size):
             b = idx[s : s + batch_size]
-            x = torch.stack([sample_set(self.feats, self.task_classes[i], self.num_sample, generator)
-                             for i in b.tolist()])
+            x = sample_batch(self.feats, [self.task_classes[i] for i in b.tolist()], self.num_sample, generator)
             acc = self.acc[b]
             yield Batch(x, self.graphs[b], self.normalise(acc), acc)
 

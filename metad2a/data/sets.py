@@ -20,18 +20,21 @@ def check_rows(feats: Sequence[torch.Tensor], classes: Sequence[int], num_sample
         )
 
 
-def sample_set(feats: Sequence[torch.Tensor], classes: Sequence[int], num_sample: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """``num_sample`` distinct random rows of each class, stacked in class order: [C*n, D]."""
-    rows = []
-    for c in classes:
-        t = feats[c]
-        idx = torch.randperm(t.size(0), generator=generator)[:num_sample]
-        rows.append(t[idx])
-    return torch.cat(rows, 0).float()
+def sample_batch(feats: Sequence[torch.Tensor], class_lists: Sequence[Sequence[int]], num_sample: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """One set per class list (all lists of equal length): [B, C*n, D].
 
+    ``num_sample`` distinct rows per class, uniformly at random (as the original's randperm), with
+    the random draws made in one call: each (item, class) pair takes the rows with the
+    ``num_sample`` largest of uniform keys drawn over its class's rows.
+    """
+    if len({len(cl) for cl in class_lists}) > 1:
+        raise ValueError("all sets of one batch must have the same number of classes")
+    pairs = [c for cl in class_lists for c in cl]
+    sizes = torch.tensor([feats[c].size(0) for c in pairs])
+    keys = torch.rand(len(pairs), int(sizes.max()), generator=generator)
+    keys[torch.arange(keys.size(1))[None, :] >= sizes[:, None]] = -1.0  # rows a class does not have
+    idx = keys.topk(num_sample, dim=1).indices
+    rows = torch.stack([feats[c][i] for c, i in zip(pairs, idx)])  # [B*C, n, D]
+    return rows.reshape(len(class_lists), -1, rows.size(-1)).float()
 
-def sample_sets(feats: Sequence[torch.Tensor], classes: Sequence[int], num_sample: int, count: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """``count`` independent resamples of the same classes: [count, C*n, D]."""
-    return torch.stack([sample_set(feats, classes, num_sample, generator) for _ in range(count)])

@@ -75,9 +75,11 @@ def fit(
         t_ep = time.time()
         model.train()
         tr = train_epoch(epoch, optimizer)
+        t_tr = time.time() - t_ep
         model.eval()
         with torch.no_grad():
             va = valid_epoch(epoch)
+        t_va = time.time() - t_ep - t_tr
         scheduler.step(tr.loss)
         lines = [f"[total {time.time() - t_start:6.2f}s (ep {time.time() - t_ep:6.2f}s)] epoch {epoch:3d}"]
         value = va.metrics.get(best_metric, float("nan")) if best_metric else float("nan")
@@ -94,6 +96,7 @@ def fit(
             log.info("==> save current model...")
             save_checkpoint(model, paths.ckpt(save_path, model_name, epoch), {**meta, "epoch": epoch})
         append_jsonl(jsonl, {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+                             "train_seconds": round(t_tr, 3), "valid_seconds": round(t_va, 3),
                              **{f"train_{k}": v for k, v in tr.metrics.items()},
                              **{f"valid_{k}": v for k, v in va.metrics.items()}})
         save_training_state(state_file, {
