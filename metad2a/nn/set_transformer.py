@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -39,8 +40,13 @@ class MAB(nn.Module):
 
     def forward(self, Q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         """``Q`` [b, m, dim_Q], ``K`` [b, n, dim_K] -> [b, m, dim_V]."""
-        Q = self.fc_q(Q)
-        K, V = self.fc_k(K), self.fc_v(K)
+        if Q is K:  # self-attention (SAB): one matmul for the three projections, same numbers
+            w = torch.cat([self.fc_q.weight, self.fc_k.weight, self.fc_v.weight])
+            b = torch.cat([self.fc_q.bias, self.fc_k.bias, self.fc_v.bias])
+            Q, K, V = F.linear(Q, w, b).split(self.dim_V, -1)
+        else:
+            Q = self.fc_q(Q)
+            K, V = self.fc_k(K), self.fc_v(K)
         b = Q.size(0)
         split = self.dim_V // self.num_heads
         # head-major stacking: [h*b, *, split], all sets of head 0 first, then head 1, ...
