@@ -1,0 +1,263 @@
+"""Labelled image sources for feature extraction (``process_dataset.py``, ORIGINAL.md §2.4, §2.10).
+
+Every source is an :class:`ImageSource`: a dataset whose item ``i`` is ``(PIL.Image, class_index)``,
+the class index of every item (known without decoding images, so per-class subsets can be chosen
+up front), the class names, and a description for the sidecar JSON.
+
+Sources:
+
+- ``cifar10``, ``cifar100``, ``mnist``, ``svhn``: torchvision, **training** split (as the original);
+- ``aircraft``: torchvision ``FGVCAircraft``, manufacturer level (30 classes), ``trainval`` split
+  (the split the original trains on); ``aircraft100``: the same images at variant level (100 classes);
+- ``pets``: torchvision ``OxfordIIITPet`` (37 classes, ``trainval``), or the original's
+  ``train85.pth`` (list of ``(PIL image, label)``, from ``get_files/get_pets.py``) when that is present;
+- ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes; always offline);
+- any folder in torchvision ``ImageFolder`` layout (``root/<class>/<image>``; classes sorted by name).
+
+Raw files live in ``<data-path>/raw-data/<name>/`` (the original layout: ``get_files/get_mnist.py``
+and ``get_aircraft.py`` put them there). Nothing is downloaded unless ``download=True``.
+Grey-scale images are returned as they are; the extraction transform converts every image to RGB
+*before* normalising (the original appended the grey->RGB repeat after Normalize and crashed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from metad2a.errors import DataFileError, MetaD2AError
+
+RAW_DATA = "raw-data"
+
+
+@dataclass
+class ImageSource:
+    """A labelled image collection.
+
+    Attributes:
+        name: default output name (``<name>bylabel.pt``).
+        dataset: item ``i`` -> ``(PIL.Image, int)``.
+        targets: class index of every item (0-based).
+        class_names: one name per class index.
+        description: where the images came from (recorded in the sidecar JSON).
+        key: the known dataset this is (``cifar10``...), for dataset-specific normalisation; None for folders.
+    """
+
+    name: str
+    dataset: Any
+    targets: list[int]
+    class_names: list[str]
+    description: str
+    key: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class _PairList:
+    """Items from a list of ``(PIL image, label)`` pairs (the original's pickled pets split)."""
+
+    def __init__(self, items: Sequence[Any], targets: list[int]) -> None:
+        self.items, self.targets = items, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.items[i][0], self.targets[i]
+
+
+class _GreyArrays:
+    """Items from a uint8 array [N, H, W] of grey images and their labels."""
+
+    def __init__(self, images: Any, targets: list[int]) -> None:
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        return Image.fromarray(self.images[i]), self.targets[i]  # uint8 [H, W] -> mode "L"
+
+
+class _SortedFolder(ImageFolder):
+    """torchvision ``ImageFolder`` with a given class list (hidden folders already left out)."""
+
+    def __init__(self, root: str, classes: list[str]) -> None:
+        self.given_classes = list(classes)
+        super().__init__(root)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        return list(self.given_classes), {c: i for i, c in enumerate(self.given_classes)}
+
+
+# --------------------------------------------------------------------------- torchvision datasets
+def _not_found(name: str, root: Path, expect: str) -> DataFileError:
+    return DataFileError(
+        f"{name}: dataset files not found under {root} (expected {expect}); downloads are off: put the "
+        f"torchvision {name} files there, pass --download on a machine with internet, or give an image folder"
+    )
+
+
+def _torchvision(name: str, root: Path, expect: str, make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True"
+        raise _not_found(name, root, expect) from e
+    except (OSError, ValueError) as e:  # download failed, or a truncated archive/.mat file
+        reason = " ".join(str(e).split())
+        raise DataFileError(f"{name}: cannot read the dataset under {root} ({reason})") from e
+
+
+def _targets(ds: Any) -> list[int]:
+    for attr in ("targets", "labels", "_labels"):
+        t = getattr(ds, attr, None)
+        if t is not None:
+            return [int(v) for v in (t.tolist() if hasattr(t, "tolist") else t)]
+    return [int(ds[i][1]) for i in range(len(ds))]
+
+
+def _cifar(num: int) -> Callable[[Path, bool], ImageSource]:
+    def build(root: Path, download: bool) -> ImageSource:
+        from torchvision import datasets
+
+        cls = datasets.CIFAR10 if num == 10 else datasets.CIFAR100
+        folder = "cifar-10-batches-py/" if num == 10 else "cifar-100-python/"
+        ds = _torchvision(f"cifar{num}", root, folder, lambda: cls(str(root), train=True, download=download))
+        return ImageSource(f"cifar{num}", ds, _targets(ds), list(ds.classes),
+                           f"torchvision {cls.__name__} train split at {root}", f"cifar{num}")
+
+    return build
+
+
+def _mnist(root: Path, download: bool) -> ImageSource:
+    from torchvision import datasets
+
+    ds = _torchvision("mnist", root, "MNIST/raw/",
+                      lambda: datasets.MNIST(str(root), train=True, download=download))
+    return ImageSource("mnist", ds, _targets(ds), list(ds.classes),
+                       f"torchvision MNIST train split at {root}", "mnist")
+
+
+def _svhn(root: Path, download: bool) -> ImageSource:
+    from torchvision import datasets
+
+    ds = _torchvision("svhn", root, "train_32x32.mat",
+                      lambda: datasets.SVHN(str(root), split="train", download=download))
+    return ImageSource("svhn", ds, _targets(ds), [str(i) for i in range(10)],
+                       f"torchvision SVHN train split at {root}", "svhn")
+
+
+def _aircraft(level: str, name: str) -> Callable[[Path, bool], ImageSource]:
+    def build(root: Path, download: bool) -> ImageSource:
+        from torchvision import datasets
+
+        ds = _torchvision(name, root, "fgvc-aircraft-2013b/", lambda: datasets.FGVCAircraft(
+            str(root), split="trainval", annotation_level=level, download=download))
+        return ImageSource(name, ds, _targets(ds), list(ds.classes),
+                           f"torchvision FGVCAircraft trainval split, {level} level, at {root}", name)
+
+    return build
+
+
+def _pets(root: Path, download: bool) -> ImageSource:
+    legacy = root / "train85.pth"
+    if legacy.is_file() and not (root / "oxford-iiit-pet").is_dir():
+        from metad2a.checkpoint import load_trusted_data
+
+        items = load_trusted_data(legacy, "python get_files/get_pets.py")
+        if not isinstance(items, Sequence) or not all(isinstance(x, Sequence) and len(x) == 2 for x in items):
+            raise DataFileError(f"{legacy}: expected a list of (PIL image, label) pairs")
+        targets = [int(label) for _, label in items]
+        names = [str(i) for i in range(max(targets) + 1)] if targets else []
+        return ImageSource("pets", _PairList(items, targets), targets, names,
+                           f"original train85.pth at {legacy}", "pets")
+    from torchvision import datasets
+
+    ds = _torchvision("pets", root, "oxford-iiit-pet/ (or the original train85.pth)",
+                      lambda: datasets.OxfordIIITPet(str(root), split="trainval", target_types="category",
+                                                     download=download))
+    return ImageSource("pets", ds, _targets(ds), list(ds.classes),
+                       f"torchvision OxfordIIITPet trainval split at {root}", "pets")
+
+
+def _digits(root: Path, download: bool) -> ImageSource:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise MetaD2AError("--dataset digits needs scikit-learn: pip install scikit-learn") from e
+    import numpy as np
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # 0..16 -> 0..255 grey
+    targets = [int(t) for t in d.target]
+    return ImageSource("digits", _GreyArrays(images, targets), targets, [str(n) for n in d.target_names],
+                       "scikit-learn load_digits (8x8 grey)", "digits")
+
+
+# name -> (builder(root, download), folder under <data-path>/raw-data)
+SOURCES: dict[str, tuple[Callable[[Path, bool], ImageSource], str]] = {
+    "cifar10": (_cifar(10), "cifar10"),
+    "cifar100": (_cifar(100), "cifar100"),
+    "mnist": (_mnist, "mnist"),
+    "svhn": (_svhn, "svhn"),
+    "aircraft": (_aircraft("manufacturer", "aircraft"), "aircraft"),
+    "aircraft100": (_aircraft("variant", "aircraft100"), "aircraft"),
+    "pets": (_pets, "pets"),
+    "digits": (_digits, "digits"),
+}
+
+
+# --------------------------------------------------------------------------- image folders
+def image_folder(path: str | Path) -> ImageSource:
+    """A folder in ``ImageFolder`` layout: one sub-folder per class (sorted by name; hidden ones skipped).
+
+    Raises:
+        DataFileError: the folder does not exist, has no class folders, or a class folder has no image.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataFileError(f"{root}: folder not found; --dataset takes a dataset name or an image folder "
+                            "with one sub-folder per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataFileError(f"{root}: no class folders; put the images of each class in their own sub-folder "
+                            "(root/<class>/<image>.png)")
+
+    def has_image(d: Path) -> bool:
+        return any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file())
+
+    empty = [c for c in classes if not has_image(root / c)]
+    if empty:
+        raise DataFileError(f"{root}: class folder(s) {', '.join(empty)} hold no image "
+                            f"({', '.join(IMG_EXTENSIONS)}); add images or remove the folder(s)")
+
+    ds = _SortedFolder(str(root), classes)
+    return ImageSource(root.resolve().name, ds, list(ds.targets), classes, f"image folder {root.resolve()}")
+
+
+# --------------------------------------------------------------------------- resolution
+def build_source(dataset: str, data_path: str | Path = "data", download: bool = False) -> ImageSource:
+    """``dataset`` is an existing folder (ImageFolder layout) or one of :data:`SOURCES`.
+
+    Raises:
+        DataFileError: unknown name, missing folder or dataset files.
+    """
+    p = Path(dataset)
+    if p.is_dir():
+        return image_folder(p)
+    if dataset in SOURCES:
+        build, folder = SOURCES[dataset]
+        return build(Path(data_path) / RAW_DATA / folder, download)
+    if p.suffix or len(p.parts) > 1 or dataset.startswith("."):
+        return image_folder(p)  # raises "folder not found"
+    raise DataFileError(f"unknown dataset {dataset!r}: use one of {', '.join(SOURCES)} or the path of an "
+                        "image folder with one sub-folder per class")
