@@ -168,13 +168,12 @@ def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
 def console_main(argv: list[str] | None = None) -> int:
     """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"nasbench201": lambda rest: main(rest, "nasbench201")}
-    try:
-        from metad2a.evaluation import nb201_info
+    def nb201_info(rest: list[str]) -> int:
+        from metad2a.evaluation import nb201_info as info
 
-        commands["nb201-info"] = nb201_info.main
-    except ImportError:
-        pass
+        return info.main(rest)
+
+    commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "nb201-info": nb201_info}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

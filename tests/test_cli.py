@@ -72,3 +72,12 @@ def test_missing_data_names_file_and_script(tmp_path, capsys, monkeypatch):
     assert main(["--gpu", "cpu", "--model", "generator", "--test", "--load-epoch", "400", "--data-name", "cifar10"]) == 2
     err = capsys.readouterr().err
     assert "ckpt_400.pt: file not found" in err and "get_files/get_checkpoint.py" in err
+
+
+def test_console_command(capsys):
+    from metad2a.cli import console_main
+
+    assert console_main([]) == 0 and "nb201-info" in capsys.readouterr().out
+    assert console_main(["nope"]) == 2
+    assert console_main(["nb201-info", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"]) == 0
+    assert '"num_parameters"' in capsys.readouterr().out

@@ -358,3 +358,40 @@ def test_ofa_predictor_database_is_not_downloaded(server, tmp_path):
     assert "never published" in proc.stderr and "build_database.py" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir()) and not server.log
+
+
+def _tarball(member: str, payload: bytes) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+ALL_SCRIPTS = [("MetaD2A_nas_bench_201", name, NB201[name]) for name in NB201] + [
+    ("MetaD2A_ofa", name, OFA[name]) for name in OFA
+]
+
+
+@pytest.mark.parametrize("front,name,entries", ALL_SCRIPTS, ids=[f"{f}/{n}" for f, n, _ in ALL_SCRIPTS])
+def test_every_get_files_script_through_a_mirror(server, tmp_path, front, name, entries):
+    """Each script lands byte-identical files at the original paths (tarballs: their content)."""
+    expected = {}
+    for e in entries:
+        payload = os.urandom(500 + len(expected))
+        fname = dl.url_filename(e.url)
+        if e.extract_to:
+            server.files[fname] = _tarball(f"{name}/inner.bin", payload)
+            expected[f"{e.extract_to}/{name}/inner.bin"] = payload
+        else:
+            server.files[fname] = payload
+            expected[e.target] = payload
+    proc = _run_script(f"{front}/get_files/{name}.py", tmp_path, server.url("mirror"))
+    assert proc.returncode == 0, proc.stderr
+    for target, payload in expected.items():
+        assert (tmp_path / target).read_bytes() == payload, target
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.tar.gz"))

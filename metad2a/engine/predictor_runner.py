@@ -162,8 +162,8 @@ class PredictorRunner:
             rec = {"run": k, "top1_arch": top[0], "top1_score": pred,
                    "top1_predicted_acc": pred * 100 * meta["acc_std"] + meta["acc_mean"] if "acc_mean" in meta else None,
                    "top1_acc": accs[0], f"best_of_top{info.top_n}_acc": max(known) if known else None,
-                   "top_n": [{"arch": a, "score": float(scores[archs.index(a)]), "acc": acc}
-                             for a, acc in zip(top, accs)], "num_candidates": len(archs)}
+                   "top_n": [{"arch": archs[i], "score": float(scores[i]), "acc": acc}
+                             for i, acc in zip(order, accs)], "num_candidates": len(archs)}
             runs.append(rec)
         with open(out / "architecture.txt", "w") as f:
             for r in runs:
