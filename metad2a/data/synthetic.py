@@ -133,6 +133,7 @@ def write_synthetic_ofa(
     candidates_per_task: int = 10,
     targets: Mapping[str, int] = OFA_DEFAULT_TARGETS,
     accuracy: Callable[[Mapping[str, Any], int], float] | None = None,
+    noise: float = 0.5,
     seed: int = 0,
 ) -> Path:
     """Write a tiny OFA data directory in the original formats.
@@ -145,8 +146,8 @@ def write_synthetic_ofa(
 
     Tasks draw their class count from ``ways`` (the original: 10..990 of 1000 ImageNet classes) and
     sorted 0-based class indices. ``accuracy(net, way)`` gives top-1 in percent (default
-    ``synthetic_ofa_accuracy``; e.g. OFA's accuracy predictor for ImageNet-like ground truth);
-    Gaussian noise (sd 0.5) is added. No split files are written: the loader makes them.
+    ``synthetic_ofa_accuracy``; e.g. OFA's accuracy predictor for ImageNet-like ground truth), plus
+    Gaussian noise of sd ``noise``. No split files are written: the loader makes them.
     """
     root = Path(data_path)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,14 +166,14 @@ def write_synthetic_ofa(
     pred = []
     for _ in range(num_predictor_entries):
         classes, net = task(), ofa.random_arch_dict(rng)
-        pred.append(synthetic_ofa_entry(net, classes, acc_fn(net, len(classes)) + rng.gauss(0, 0.5), transform))
+        pred.append(synthetic_ofa_entry(net, classes, acc_fn(net, len(classes)) + rng.gauss(0, noise), transform))
     gen_db = []
     for _ in range(num_generator_entries):
         classes = task()
         cands = [ofa.random_arch_dict(rng) for _ in range(candidates_per_task)]
         scored = [(acc_fn(n, len(classes)), n) for n in cands]
         top1, net = max(scored, key=lambda t: t[0])
-        gen_db.append(synthetic_ofa_entry(net, classes, top1 + rng.gauss(0, 0.5), transform))
+        gen_db.append(synthetic_ofa_entry(net, classes, top1 + rng.gauss(0, noise), transform))
     for kind, entries in (("predictor", pred), ("generator", gen_db)):
         save_data(entries, paths.collected_database(root, kind))
     for name, c in targets.items():

@@ -248,7 +248,8 @@ class GeneratorRunner:
     def _record(self, run: int, res: SearchResult, ranker_meta: dict) -> dict:
         rec = {"run": run, "top1_arch": self.space.arch_key(res.archs[0]) if res.archs else None,
                "top1_score": res.scores[0] if res.scores else None, "top1_predicted_acc": None,
-               "num_archs": len(res.archs), "decoded": res.decoded, "seconds": res.seconds}
+               "num_archs": len(res.archs), "decoded": res.decoded, "seconds": res.seconds,
+               "scores": res.scores}  # aligned with the lines of run_<k>.txt
         if res.scores and "acc_mean" in ranker_meta and "acc_std" in ranker_meta:
             # the predictor's output is ((acc - mean) / std) / 100 with its training split's mean/std
             rec["top1_predicted_acc"] = res.scores[0] * 100 * ranker_meta["acc_std"] + ranker_meta["acc_mean"]
