@@ -21,10 +21,10 @@ from metad2a.config import (
     TrainConfig,
     to_dict,
 )
-from metad2a.data.catalog import NB201_ALL_GENERATOR, NB201_ALL_PREDICTOR
+from metad2a.data.catalog import SpaceCatalog, space_catalog
 from metad2a.errors import MetaD2AError
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces.base import SearchSpace
+from metad2a.search_spaces.base import FlagSpec, SearchSpace
 
 log = logging.getLogger("metad2a")
 
@@ -34,8 +34,21 @@ def str2bool(v: str) -> bool:
     return str(v).lower() in ("t", "true")
 
 
+def _add_flag(p: argparse.ArgumentParser, f: FlagSpec) -> None:
+    if f.kind == "flag":
+        p.add_argument(*f.names, dest=f.dest, action="store_true", default=bool(f.default), help=f.help)
+    else:
+        p.add_argument(*f.names, dest=f.dest, type=int if f.kind == "int" else str, default=f.default, help=f.help)
+
+
 def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
-    """The original ``parser.py`` flags with their defaults, plus our additions (marked "new")."""
+    """The original ``parser.py`` flags with their defaults, plus our additions (marked "new").
+
+    Space-specific defaults (``--nvt``, ``--num-gen-arch``, ``--graph-data-name``), the ``--model``
+    choices and the extra flags (OFA: ``--index``, ``--imgnet``, ``--collect``, ``--ofa-per-set``)
+    come from the ``SearchSpace`` object.
+    """
+    catalog = space_catalog(space.name)
     p = argparse.ArgumentParser(
         prog="main.py", description=f"MetaD2A on the {space.name} search space",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False,
@@ -44,7 +57,7 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--seed", type=int, default=333, help="global random seed")
     a("--gpu", type=str, default="0", help="CUDA device id (sets CUDA_VISIBLE_DEVICES); 'cpu' forces the CPU")
     a("--model", "--model_name", "--model-name", dest="model_name", type=str, default=None,
-      choices=["generator", "predictor"], help="which model to meta-train or meta-test")
+      choices=list(space.model_choices), help="which model to meta-train or meta-test")
     a("--save-path", "--save_path", dest="save_path", type=str, default="results", help="output root")
     a("--data-path", "--data_path", dest="data_path", type=str, default="data", help="data root")
     a("--save-epoch", "--save_epoch", dest="save_epoch", type=int, default=20, help="checkpoint every N epochs")
@@ -59,9 +72,10 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--nz", type=int, default=56, help="latent / embedding size")
     a("--test", action="store_true", help="meta-test (search) instead of meta-training")
     a("--load-epoch", "--load_epoch", dest="load_epoch", type=int, default=20,
-      help="generator checkpoint epoch for meta-test (the released NB201 one is 400)")
+      help=f"generator checkpoint epoch for meta-test (the released one is {catalog.released_generator_epoch})")
     a("--data-name", "--data_name", dest="data_name", type=str, default=None,
-      help="meta-test dataset: a name with <data-path>/<name>bylabel.pt, or 'all'")
+      help=f"meta-test dataset: {', '.join(catalog.datasets)}, 'all', or any NAME with "
+           f"<data-path>/NAMEbylabel.pt")
     a("--num-class", "--num_class", dest="num_class", type=int, default=None,
       help="classes of the meta-test dataset (default: catalog, else all classes of the file)")
     a("--num-gen-arch", "--num_gen_arch", dest="num_gen_arch", type=int, default=space.default_num_gen_arch,
@@ -69,14 +83,21 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--train-arch", "--train_arch", dest="train_arch", type=str2bool, default=True,
       help="train/report the selected architecture (true/false)")
     a("--resume", action="store_true", help="new: continue meta-training from the last finished epoch")
-    a("--nb201-table", "--nb201_table", dest="nb201_table", type=str, default=None,
-      help="new: NB201 accuracy CSV (arch_str, <dataset>_test_200ep columns) instead of data/nasbench201.pt")
+    for f in space.extra_flags:
+        _add_flag(p, f)
     return p
 
 
-def _configs(args: argparse.Namespace, space: SearchSpace):
+def _configs(args: argparse.Namespace, space: SearchSpace, catalog: SpaceCatalog):
     if args.model_name is None:
         raise MetaD2AError("--model is required: --model generator or --model predictor")
+    if args.model_name not in ("generator", "predictor"):  # OFA's parser accepts train_arch
+        raise MetaD2AError(f"--model {args.model_name}: main.py runs only the generator or the predictor "
+                           f"(the original parser accepts {args.model_name!r} but its main.py rejects it too)")
+    if args.test and args.model_name == "predictor" and catalog.generator_ranks:
+        raise MetaD2AError("--model predictor --test: in this search space the search is one step, "
+                           "`--model generator --test`, which also loads the predictor to rank the "
+                           "architectures (the original main.py has no predictor test step)")
     if args.graph_data_name != space.name:
         raise MetaD2AError(f"--graph-data-name {args.graph_data_name!r} is not this folder's search space "
                            f"{space.name!r}; run the main.py of the other folder")
@@ -93,12 +114,12 @@ def _configs(args: argparse.Namespace, space: SearchSpace):
     return mc
 
 
-def _data_names(args: argparse.Namespace) -> tuple[str, ...]:
+def _data_names(args: argparse.Namespace, catalog: SpaceCatalog) -> tuple[str, ...]:
     if not args.data_name:
-        raise MetaD2AError("--test needs --data-name (cifar10, cifar100, mnist, svhn, aircraft, pets, all, "
-                           "or the NAME of your own data/NAMEbylabel.pt)")
+        raise MetaD2AError(f"--test needs --data-name ({', '.join(catalog.datasets)}, all, "
+                           f"or the NAME of your own data/NAMEbylabel.pt)")
     if args.data_name == "all":
-        return NB201_ALL_GENERATOR if args.model_name == "generator" else NB201_ALL_PREDICTOR
+        return catalog.all_generator if args.model_name == "generator" else catalog.all_predictor
     return (args.data_name,)
 
 
@@ -108,9 +129,17 @@ def run(argv: list[str] | None, space_name: str) -> int:
     from metad2a.runtime import seed_everything, select_device
 
     space = get_search_space(space_name)
+    catalog = space_catalog(space.name)
     args = build_parser(space).parse_args(argv)
     setup_logging()
-    mc = _configs(args, space)
+    mc = _configs(args, space, catalog)
+    ignored = [f.names[0] for f in space.extra_flags if f.ignored_by_main and getattr(args, f.dest) not in (None, False)]
+    if ignored:  # the original parser is shared with build_database.py; main.py ignores these
+        log.info(f"note: {', '.join(ignored)} belong(s) to the database builder; main.py ignores them")
+    # space-specific flags are absent from the other space's namespace
+    nb201_table = getattr(args, "nb201_table", None)
+    # the original OFA per-sample loops, unless --ofa-per-set
+    original_loops = catalog.original_loops and not getattr(args, "ofa_per_set", False)
     device = select_device(args.gpu)
     seed_everything(args.seed)
     rc = RunConfig(space=space.name, model=args.model_name, test=args.test, seed=args.seed, device=str(device),
@@ -124,13 +153,15 @@ def run(argv: list[str] | None, space_name: str) -> int:
     runner = Runner(space, rc, mc, device)
     run_dir = paths.run_dir(rc.save_path, rc.model)
     if args.test:
-        tc = MetaTestConfig(data_names=_data_names(args), num_gen_arch=args.num_gen_arch, num_class=args.num_class,
-                            load_epoch=args.load_epoch, train_arch=args.train_arch,
-                            nb201_table=Path(args.nb201_table) if args.nb201_table else None)
+        tc = MetaTestConfig(data_names=_data_names(args, catalog), num_gen_arch=args.num_gen_arch,
+                            num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
+                            nb201_table=Path(nb201_table) if nb201_table else None,
+                            pool_sets=original_loops)
         _record(run_dir, "test", argv, rc, mc, tc)
         runner.meta_test(tc)
     else:
-        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size)
+        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size,
+                         step_per_sample=original_loops)
         logger = setup_logging(paths.train_log(rc.save_path, rc.model))
         for k, v in vars(args).items():  # the original starts its log with the arguments
             logger.info(f"{k}: {v}")
@@ -173,7 +204,8 @@ def console_main(argv: list[str] | None = None) -> int:
 
         return info.main(rest)
 
-    commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "nb201-info": nb201_info}
+    commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "ofa": lambda rest: main(rest, "ofa_mbv3"),
+                "nb201-info": nb201_info}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

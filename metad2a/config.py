@@ -40,6 +40,10 @@ class TrainConfig:
     save_epoch: int = 20
     batch_size: int = 32
     lr: float = 1e-4
+    # OFA original (ORIGINAL.md §3.8, §5.6): the generator takes one optimizer step per task, and
+    # logs losses divided by the task's feature rows (way * num_sample). ``--ofa-per-set`` turns it
+    # off: one step per batch, losses / batch size, as NB201.
+    step_per_sample: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,12 @@ class MetaTestConfig:
     gen_batch_size: int = 100  # resampled sets per decoding batch (original: 100)
     pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10)
     max_gen_batches: int = 2000  # cap on decoding batches per run (the original has ~none)
+    # OFA original (ORIGINAL.md §3.9, §5.3-§5.4): the gen_batch_size resampled sets of a batch are
+    # pooled into ONE set -> one latent -> one decoded graph per batch, scored by the predictor on
+    # the same pooled set with the graph's sampled edges. ``--ofa-per-set`` turns it off.
+    pool_sets: bool = False
+    # the original OFA loader holds 1,000,000 sets, i.e. 10,000 pooled batches: its de-facto cap
+    max_pooled_batches: int = 10_000
 
 
 def to_dict(*configs: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ GET_PREPROCESSED = "python get_files/get_preprocessed_data.py"
 GET_GENERATOR_CKPT = {"nasbench201": "python get_files/get_checkpoint.py",
                       "ofa_mbv3": "python get_files/get_generator_checkpoint.py"}
 GET_PREDICTOR_CKPT = "python get_files/get_predictor_checkpoint.py"
+GET_GENERATOR_DATABASE = "python get_files/get_generator_database.py"
 
 META_TRAIN_TASK_LST = "meta_train_task_lst.pt"
 NASBENCH201 = "nasbench201.pt"
@@ -29,6 +30,16 @@ def meta_train_tasks(data_path: str | Path, model: str) -> tuple[Path, Path]:
     """``meta_train_tasks_<model>.pt`` and its ``_idx.pt`` split permutation."""
     base = Path(data_path) / f"meta_train_tasks_{model}"
     return base.with_name(base.name + ".pt"), base.with_name(base.name + "_idx.pt")
+
+
+def collected_database(data_path: str | Path, model: str) -> Path:
+    """OFA meta-training database: ``<data>/<model>/processed/collected_database.pt``."""
+    return Path(data_path) / model / "processed" / "collected_database.pt"
+
+
+def collected_split(data_path: str | Path, model: str, split: str) -> Path:
+    """Split cache written beside it on first use: ``collected_database_<train|valid|test>.pt``."""
+    return Path(data_path) / model / "processed" / f"collected_database_{split}.pt"
 
 
 def model_dir(save_path: str | Path, model: str) -> Path:

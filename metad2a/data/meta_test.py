@@ -36,9 +36,9 @@ class TargetDataset:
         return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator)
 
 def load_target(data_path: Path, name: str, num_sample: int, num_class: int | None = None,
-                feature_dim: int | None = None) -> TargetDataset:
-    """Load ``<data>/<name>bylabel.pt``; the class count comes from ``--num-class``, the catalog,
-    or the file itself (your own dataset).
+                feature_dim: int | None = None, space: str = "nasbench201") -> TargetDataset:
+    """Load ``<data>/<name>bylabel.pt``; the class count comes from ``--num-class``, the space's
+    catalog, or the file itself (your own dataset).
 
     Raises:
         DataFileError: missing file, too few classes or rows, or a feature width that differs from
@@ -46,9 +46,9 @@ def load_target(data_path: Path, name: str, num_sample: int, num_class: int | No
     """
     path = paths.bylabel(data_path, name)
     feats = read_bylabel(path, hint=HOW_TO_GET_FEATURES)
-    info = dataset_info(name, num_class)
+    info = dataset_info(name, num_class, space)
     if info.num_classes == 0:  # not in the catalog and no --num-class: every class of the file
-        info = dataset_info(name, len(feats))
+        info = dataset_info(name, len(feats), space)
     if info.num_classes > len(feats) or info.num_classes < 1:
         raise DataFileError(f"{path}: has {len(feats)} classes, but {info.num_classes} are requested "
                             f"(--num-class); pass --num-class {len(feats)} or fewer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -80,6 +81,74 @@ class MetaTrainDatabase:
             x = sample_batch(self.feats, [self.task_classes[i] for i in b.tolist()], self.num_sample, generator)
             acc = self.acc[b]
             yield Batch(x, self.graphs[b], self.normalise(acc), acc)
+
+    def num_batches(self, mode: str, batch_size: int) -> int:
+        return -(-len(self.split[mode]) // batch_size)
+
+
+# --------------------------------------------------------------------------- tasks of varying size
+@dataclass
+class RaggedBatch:
+    """A batch of tasks with different class counts: the sets cannot be stacked."""
+
+    xs: list[torch.Tensor]  # b sets, each [c_i*n, d]
+    graphs: GraphBatch
+    y: torch.Tensor  # [b] normalised accuracy ((acc - mean) / std) / 100
+    acc: torch.Tensor  # [b] accuracy in percent
+
+
+class RaggedMetaTrainDatabase:
+    """Splits, normalisation and sampling over tasks whose class counts differ (the OFA database:
+    10..990 ImageNet classes per task, ORIGINAL.md §3.7). Same interface as ``MetaTrainDatabase``,
+    but batches carry a list of sets.
+
+    Args:
+        feats: per-class features of the meta-training source (imgnet32), indexed by class id.
+        classes: per split, each task's class ids (already 0-based).
+        graphs: per split, the architectures as a GraphBatch aligned with ``classes``.
+        acc: per split, top-1 accuracies in percent.
+        mean, std: normalisation (the original stores the training split's in every split file).
+        num_sample: rows per class.
+    """
+
+    def __init__(self, feats: Sequence[torch.Tensor], classes: dict[str, list[list[int]]],
+                 graphs: dict[str, GraphBatch], acc: dict[str, Sequence[float]], mean: float, std: float,
+                 num_sample: int = 20, source: str = "") -> None:
+        self.feats = feats
+        self.num_sample = num_sample
+        self.classes = classes
+        self.graphs = graphs
+        self.accs = {k: torch.tensor(list(v), dtype=torch.float32) for k, v in acc.items()}
+        used = sorted({c for split in classes.values() for cl in split for c in cl})
+        if used and (used[0] < 0 or used[-1] >= len(feats)):
+            raise ValueError(f"{source}: task class ids reach {used[-1]} (0-based), "
+                             f"but the feature file has {len(feats)} classes")
+        check_rows(feats, used, num_sample, source)
+        self.split = {k: list(range(len(v))) for k, v in classes.items()}
+        self.mean = float(mean)
+        # a one-task training split has std nan in the original; keep training possible
+        self.std = float(std) if math.isfinite(std) and std > 0 else 1.0
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.split.values())
+
+    def normalise(self, acc: torch.Tensor) -> torch.Tensor:
+        return ((acc - self.mean) / self.std) / 100.0
+
+    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
+        return y * 100.0 * self.std + self.mean
+
+    def batches(self, mode: str, batch_size: int, shuffle: bool,
+                generator: torch.Generator | None = None) -> Iterator[RaggedBatch]:
+        """Batches of the split; fresh random feature rows for every task at every access."""
+        n = len(self.split[mode])
+        idx = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for s in range(0, n, batch_size):
+            b = idx[s : s + batch_size]
+            xs = [sample_batch(self.feats, [self.classes[mode][i]], self.num_sample, generator)[0]
+                  for i in b.tolist()]
+            acc = self.accs[mode][b]
+            yield RaggedBatch(xs, self.graphs[mode][b], self.normalise(acc), acc)
 
     def num_batches(self, mode: str, batch_size: int) -> int:
         return -(-len(self.split[mode]) // batch_size)

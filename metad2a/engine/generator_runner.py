@@ -1,57 +1,94 @@
-"""Generator: meta-training (ORIGINAL.md §2.6) and architecture generation for a dataset (§2.8)."""
+"""Generator: meta-training (ORIGINAL.md §2.6, §3.8) and architecture generation for a dataset
+(§2.8; for OFA with the predictor's ranking, §3.9)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from metad2a import paths
-from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
+from metad2a.config import PREDICTOR_HS, MetaTestConfig, ModelConfig, RunConfig, TrainConfig
+from metad2a.data.catalog import space_catalog
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.engine.archive import write_archive
-from metad2a.engine.common import build_model, load_meta_train_db, load_trained
+from metad2a.engine.common import load_trained, prepare_meta_train, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
+from metad2a.errors import CheckpointError, MetaD2AError
 from metad2a.models.generator import GeneratorModel
+from metad2a.models.predictor import PredictorModel
+from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import SearchSpace
 
 log = logging.getLogger("metad2a")
 
 
+@dataclass
+class SearchResult:
+    """One search run: unique valid architectures sorted by predicted score (descending)."""
+
+    archs: list[Any]
+    scores: list[float]
+    seconds: float  # generation + prediction, as the original times it
+    decoded: int  # graphs decoded
+
+
 class GeneratorRunner:
     def __init__(self, space: SearchSpace, run: RunConfig, mc: ModelConfig, device: torch.device) -> None:
         self.space, self.run, self.mc, self.device = space, run, mc, device
+        self.catalog = space_catalog(space.name)
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
-        db = load_meta_train_db(self.space, self.run.data_path, "generator", self.mc.num_sample)
+        model, db = prepare_meta_train("generator", self.space, self.catalog, self.mc, self.run.data_path,
+                                       self.device)
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        model = build_model("generator", self.space, self.mc, db.feats[0].size(1)).to(self.device)
         meta = {"model": "generator", "space": self.space.name, "hs": self.mc.hs, "nz": self.mc.nz,
                 "nvt": self.space.nvt, "max_n": self.space.max_n, "num_sample": self.mc.num_sample,
-                "feature_dim": model.feature_dim}
+                "feature_dim": model.feature_dim, "step_per_sample": tc.step_per_sample}
 
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
-            sums, nb = {"loss": 0.0, "recon_loss": 0.0, "kld": 0.0}, 0
+            sums, count = {"loss": 0.0, "recon_loss": 0.0, "kld": 0.0}, 0
             bar = tqdm(db.batches(mode, tc.batch_size, shuffle=mode == "train"), total=db.num_batches(mode, tc.batch_size),
                        desc=f"[{mode}] Ep {ep}", leave=False, disable=None)
             for b in bar:
-                x, g = b.x.to(self.device), b.graphs.to(self.device)
+                if tc.step_per_sample:
+                    # OFA original (§3.8, §5.6): the loader batch only groups iterations; every task
+                    # takes its own optimizer step (effective batch size 1), and the logged values
+                    # are divided by the task's feature rows (way * num_sample), not the batch size.
+                    for i, x in enumerate(b.xs):
+                        x = x[None].to(self.device)
+                        if opt is not None:
+                            opt.zero_grad()
+                        loss, recon, kld = model.loss(*model.set_encode(x), b.graphs[[i]].to(self.device))
+                        if opt is not None:
+                            loss.backward()
+                            opt.step()
+                        rows = x.size(1)
+                        for k, v in (("loss", loss), ("recon_loss", recon), ("kld", kld)):
+                            sums[k] += v.item() / rows
+                        count += 1
+                    bar.set_postfix(loss=f"{loss.item() / rows:.4f}")
+                    continue
+                g = b.graphs.to(self.device)
                 if opt is not None:
                     opt.zero_grad()
-                loss, recon, kld = model.loss(*model.set_encode(x), g)
+                loss, recon, kld = model.loss(*set_encode_batch(model, b, self.device), g)
                 if opt is not None:
                     loss.backward()
                     opt.step()
-                n = len(x)
+                n = len(g)
                 for k, v in (("loss", loss), ("recon_loss", recon), ("kld", kld)):
                     sums[k] += v.item() / n  # the original averages per-batch sums / batch size
-                nb += 1
+                count += 1
                 bar.set_postfix(loss=f"{loss.item() / n:.4f}")
-            m = {k: v / max(nb, 1) for k, v in sums.items()}
+            m = {k: v / max(count, 1) for k, v in sums.items()}
             tag = "train" if mode == "train" else "valid"
             line = f"{tag}: loss {m['loss']:.4f}, recon_loss {m['recon_loss']:.4f}, kld {m['kld']:.4f}, "
             return EpochResult(m["loss"], m, [line])
@@ -63,20 +100,34 @@ class GeneratorRunner:
     def load(self, load_epoch: int) -> GeneratorModel:
         path = paths.ckpt(self.run.save_path, "generator", load_epoch)
         hint = (f"download the released one with `{paths.GET_GENERATOR_CKPT[self.space.name]}` "
-                f"(then --load-epoch 400 for NB201) or meta-train one first")
+                f"(then --load-epoch {self.catalog.released_generator_epoch}) or meta-train one first")
         model, _ = load_trained("generator", self.space, self.mc, path, hint, self.device)
         log.info(f"==> load model from {path} ...")
         return model
 
+    def load_ranker(self) -> tuple[PredictorModel, dict]:
+        """The predictor that ranks generated architectures (OFA): ``ckpt_max_corr.pt`` at the
+        predictor's own hidden size. The original sets ``args.hs = 512`` while it builds the
+        predictor; here the predictor gets its own config instead."""
+        from metad2a.engine.predictor_runner import PredictorRunner
+
+        return PredictorRunner(self.space, self.run, replace(self.mc, hs=PREDICTOR_HS), self.device).load()
+
+    def _archs(self, g: GraphBatch) -> list[Any | None]:
+        """The architecture of each decoded graph, or None where the space rejects it."""
+        ok = g.dag_valid_mask(self.space.start_type, self.space.end_type).tolist()
+        types, nv = g.types.tolist(), g.num_vertices.tolist()
+        return [self.space.arch_from_types(types[i][: nv[i]]) if ok[i] else None for i in range(len(ok))]
+
     def generate(self, model: GeneratorModel, target: TargetDataset, num_gen_arch: int, tc: MetaTestConfig,
-                 generator: torch.Generator | None = None) -> tuple[list[str], float, int]:
+                 generator: torch.Generator | None = None) -> tuple[list[Any], float, int]:
         """Decode until ``num_gen_arch`` unique valid architectures; one graph per resampled set.
 
         Returns:
             (architectures in generation order, seconds, graphs decoded).
         """
         t0 = time.time()
-        archs: list[str] = []
+        archs: list[Any] = []
         seen: set[str] = set()
         decoded = 0
         with tqdm(total=num_gen_arch, desc=f"generate {target.name}", leave=False, disable=None) as bar:
@@ -86,12 +137,7 @@ class GeneratorRunner:
                     mu, _ = model.set_encode(x)
                     g = model.decode(mu, generator=generator)
                 decoded += len(mu)
-                ok = g.dag_valid_mask(self.space.start_type, self.space.end_type).tolist()
-                types, nv = g.types.tolist(), g.num_vertices.tolist()
-                for i in range(len(ok)):
-                    if not ok[i]:
-                        continue
-                    a = self.space.arch_from_types(types[i][: nv[i]])
+                for a in self._archs(g):
                     if a is None:
                         continue
                     key = self.space.arch_key(a)
@@ -105,25 +151,122 @@ class GeneratorRunner:
                     f"(cap {tc.max_gen_batches} batches); keeping them")
         return archs, time.time() - t0, decoded
 
+    def _generate_pooled(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset,
+                         num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None
+                         ) -> tuple[list[Any], list[float], int]:
+        """The original OFA loop (ORIGINAL.md §3.9): one graph and one score per loader batch."""
+        archs: list[Any] = []
+        scores: list[float] = []
+        seen: set[str] = set()
+        decoded = 0
+        with tqdm(total=num_gen_arch, desc=f"generate {target.name}", leave=False, disable=None) as bar:
+            for _ in range(tc.max_pooled_batches):
+                x = target.sample(tc.gen_batch_size, generator).to(self.device)  # [100, C*n, d]
+                # Reproduction quirk (§5.3): the original adds a leading axis to the loader batch of
+                # 100 resampled sets, so the set encoder sees ONE set in which all 100*C class
+                # groups are pooled together by the inter-class pooling -> one latent, one graph.
+                pooled = x.reshape(1, -1, x.size(-1))
+                with torch.no_grad():
+                    mu, _ = model.set_encode(pooled)
+                    g = model.decode(mu, generator=generator)
+                decoded += 1
+                a = self._archs(g)[0]
+                if a is None or self.space.arch_key(a) in seen:
+                    continue  # the original also scores these; the result is never used
+                with torch.no_grad():
+                    # Quirk (§5.4): scored on the same pooled set, and on the decoded graph WITH its
+                    # sampled edges, although the predictor was trained on chain graphs only.
+                    s = predictor.predict(predictor.set_encode(pooled), predictor.graph_encode(g))
+                seen.add(self.space.arch_key(a))
+                archs.append(a)
+                scores.append(float(s.item()))
+                bar.update(1)
+                if len(archs) == num_gen_arch:
+                    return archs, scores, decoded
+        log.warning(f"warning: only {len(archs)} unique valid architectures after {decoded} decoded graphs "
+                    f"(cap {tc.max_pooled_batches} pooled batches); keeping them")
+        return archs, scores, decoded
+
+    def search(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset, num_gen_arch: int,
+               tc: MetaTestConfig, generator: torch.Generator | None = None) -> SearchResult:
+        """Generate ``num_gen_arch`` unique valid architectures and rank them by the predictor.
+
+        ``tc.pool_sets`` (the OFA default): the original's pooled loop. Otherwise (``--ofa-per-set``):
+        one graph per resampled set as NB201's ``generate``, then every architecture is scored on
+        its canonical graph against one pool of ``tc.pred_num_sets`` resampled sets (the NB201
+        predictor's ``score``).
+        """
+        t0 = time.time()
+        if tc.pool_sets:
+            archs, scores, decoded = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator)
+        else:
+            from metad2a.engine.predictor_runner import PredictorRunner
+
+            archs, _, decoded = self.generate(model, target, num_gen_arch, tc, generator)
+            ranker = PredictorRunner(self.space, self.run, self.mc, self.device)
+            scores = ranker.score(predictor, target, archs, tc.pred_num_sets, generator).tolist() if archs else []
+        seconds = time.time() - t0
+        order = sorted(range(len(archs)), key=lambda i: -scores[i])  # stable: ties keep generation order
+        return SearchResult([archs[i] for i in order], [scores[i] for i in order], seconds, decoded)
+
     def meta_test(self, tc: MetaTestConfig) -> None:
         model = self.load(tc.load_epoch)
+        ranker, ranker_meta = self.load_ranker() if self.catalog.generator_ranks else (None, {})
+        if ranker is not None and ranker.feature_dim != model.feature_dim:
+            raise CheckpointError(f"the predictor expects {ranker.feature_dim}-d features but the generator "
+                                  f"{model.feature_dim}-d; both must be meta-trained on the same features")
         for name in tc.data_names:
-            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim)
-            out = paths.meta_test_dir(self.run.save_path, name)
+            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim,
+                                 space=self.space.name)
+            out = paths.meta_test_dir(self.run.save_path, name,
+                                      tc.num_gen_arch if self.catalog.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
-            times = []
+            times, records = [], []
             for run in range(1, target.info.runs + 1):
                 log.info(f"==> run {run}/{target.info.runs}")
-                archs, secs, decoded = self.generate(model, target, tc.num_gen_arch, tc)
+                if ranker is None:
+                    archs, secs, decoded = self.generate(model, target, tc.num_gen_arch, tc)
+                else:
+                    res = self.search(model, ranker, target, tc.num_gen_arch, tc)
+                    archs, secs, decoded = res.archs, res.seconds, res.decoded
+                    records.append(self._record(run, res, ranker_meta))
                 if not archs:
-                    raise RuntimeError(f"no valid architecture among {decoded} decoded graphs for {name}; "
+                    raise MetaD2AError(f"no valid architecture among {decoded} decoded graphs for {name}; "
                                        f"is the generator checkpoint trained?")
                 path = paths.generated_arch_file(out, run)
-                write_archive(path, secs, archs)
+                # arch_key is the original output line in both spaces (NB201 string / OFA dict string)
+                write_archive(path, secs, [self.space.arch_key(a) for a in archs])
                 times.append(secs)
                 log.info(f"==> save generated architectures in {path}")
                 log.info(f"elapsed time: {secs:6.2f}s ({len(archs)} unique valid of {decoded} decoded)")
             with open(out / "time.txt", "w") as f:
                 f.write(f"generator elasped time {statistics.mean(times):.2f}s\n")  # sic, original spelling
+            if ranker is not None:
+                self._write_result(out, target, tc, records, times)
             log.info("==> done")
 
+    def _record(self, run: int, res: SearchResult, ranker_meta: dict) -> dict:
+        rec = {"run": run, "top1_arch": self.space.arch_key(res.archs[0]) if res.archs else None,
+               "top1_score": res.scores[0] if res.scores else None, "top1_predicted_acc": None,
+               "num_archs": len(res.archs), "decoded": res.decoded, "seconds": res.seconds,
+               "scores": res.scores}  # aligned with the lines of run_<k>.txt
+        if res.scores and "acc_mean" in ranker_meta and "acc_std" in ranker_meta:
+            # the predictor's output is ((acc - mean) / std) / 100 with its training split's mean/std
+            rec["top1_predicted_acc"] = res.scores[0] * 100 * ranker_meta["acc_std"] + ranker_meta["acc_mean"]
+        return rec
+
+    def _write_result(self, out, target: TargetDataset, tc: MetaTestConfig, records: list[dict],
+                      times: list[float]) -> None:
+        result = {
+            "dataset": target.name, "num_classes": target.info.num_classes, "search_space": self.space.name,
+            "num_gen_arch": tc.num_gen_arch,
+            "mode": ("original: 100 resampled sets pooled per decoded graph, scored with its sampled edges"
+                     if tc.pool_sets else "per-set: one graph per resampled set, scored on canonical graphs"),
+            "top1_arch": records[0]["top1_arch"], "top1_score": records[0]["top1_score"],
+            "runs": records, "generator_seconds_mean": statistics.mean(times),
+            "note": "architectures as in run_<k>.txt; "
+                    "top1_score is the predictor's normalised output ((acc - mean) / std) / 100; "
+                    "top1_predicted_acc converts it back when the predictor checkpoint has a sidecar "
+                    "with its training mean/std (released checkpoints have none)",
+        }
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

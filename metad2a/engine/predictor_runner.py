@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from metad2a import paths
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
+from metad2a.data.catalog import space_catalog
 from metad2a.data.formats import AccuracyTable, read_nasbench201_pt, read_nb201_csv
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.engine.archive import read_archive
-from metad2a.engine.common import build_model, load_meta_train_db, load_trained
+from metad2a.engine.common import load_trained, prepare_meta_train, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
@@ -44,12 +45,13 @@ def mean_confidence_interval(values: list[float], confidence: float = 0.95) -> t
 class PredictorRunner:
     def __init__(self, space: SearchSpace, run: RunConfig, mc: ModelConfig, device: torch.device) -> None:
         self.space, self.run, self.mc, self.device = space, run, mc, device
+        self.catalog = space_catalog(space.name)
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
-        db = load_meta_train_db(self.space, self.run.data_path, "predictor", self.mc.num_sample)
+        model, db = prepare_meta_train("predictor", self.space, self.catalog, self.mc, self.run.data_path,
+                                       self.device)
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        model = build_model("predictor", self.space, self.mc, db.feats[0].size(1)).to(self.device)
         meta = {"model": "predictor", "space": self.space.name, "hs": self.mc.hs, "nz": self.mc.nz,
                 "nvt": self.space.nvt, "max_n": self.space.max_n, "num_sample": self.mc.num_sample,
                 "feature_dim": model.feature_dim, "acc_mean": db.mean, "acc_std": db.std}
@@ -61,10 +63,12 @@ class PredictorRunner:
             bar = tqdm(db.batches(mode, tc.batch_size, shuffle=mode == "train"),
                        total=db.num_batches(mode, tc.batch_size), leave=False, disable=None)
             for b in bar:
-                x, g, y = b.x.to(self.device), b.graphs.to(self.device), b.y.to(self.device)
+                g, y = b.graphs.to(self.device), b.y.to(self.device)
                 if opt is not None:
                     opt.zero_grad()
-                y_pred = model(x, g)
+                # OFA tasks differ in class count: the sets are encoded separately (as the original's
+                # per-sample loop) and the summed loss still takes one step per batch, as in NB201.
+                y_pred = model.predict(set_encode_batch(model, b, self.device), model.graph_encode(g))
                 loss = model.mseloss(y_pred, y[:, None])
                 if opt is not None:
                     loss.backward()
@@ -134,7 +138,8 @@ class PredictorRunner:
         table = self._table(tc)
         results = []
         for name in tc.data_names:
-            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim)
+            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim,
+                                 space=self.space.name)
             results.append(self._meta_test_one(model, meta, target, table, tc))
         return results
 

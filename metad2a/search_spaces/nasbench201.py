@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import igraph
 
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.base import SearchSpace
+from metad2a.search_spaces.base import FlagSpec, SearchSpace
 from metad2a.search_spaces.dag import is_valid_dag, make_graph
 
 # Canonical op order of NAS-Bench-201 (AutoDL / NATS-Bench), not NASLib's.
@@ -160,6 +160,12 @@ class NasBench201(SearchSpace):
         return CANONICAL_EDGES
 
 
+NB201_FLAGS = (
+    FlagSpec(("--nb201-table", "--nb201_table"), "nb201_table", "str",
+             "new: NB201 accuracy CSV (arch_str, <dataset>_test_200ep columns) instead of data/nasbench201.pt"),
+)
+
 NASBENCH201 = NasBench201(
-    name="nasbench201", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE, default_num_gen_arch=800
+    name="nasbench201", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE, default_num_gen_arch=800,
+    extra_flags=NB201_FLAGS,
 )

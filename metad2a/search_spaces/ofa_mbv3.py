@@ -26,7 +26,7 @@ from typing import Any
 import igraph
 
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.base import SearchSpace
+from metad2a.search_spaces.base import FlagSpec, SearchSpace
 from metad2a.search_spaces.dag import is_valid_dag, make_graph
 
 KS = (3, 5, 7)  # kernel sizes, k_idx = position
@@ -244,7 +244,24 @@ class OfaMbv3(SearchSpace):
         return arch_dict_to_str(arch)
 
 
+# The original OFA parser is shared by main.py and build_database.py: the database flags are
+# accepted by main.py (and ignored there, as in the original), and ``--model_name`` also accepts
+# ``train_arch``, which main.py then rejects. ``--ofa-per-set`` is ours.
+OFA_FLAGS = (
+    FlagSpec(("--index",), "index", "int", "database shard id (build_database.py; main.py ignores it)",
+             ignored_by_main=True),
+    FlagSpec(("--imgnet",), "imgnet", "str", "ImageNet root with train/ (build_database.py; main.py ignores it)",
+             ignored_by_main=True),
+    FlagSpec(("--collect",), "collect", "flag", "merge database shards (build_database.py; main.py ignores it)",
+             False, ignored_by_main=True),
+    FlagSpec(("--ofa-per-set", "--ofa_per_set"), "ofa_per_set", "flag",
+             "new: NB201-style behaviour instead of the original OFA loops: batched generator updates "
+             "(one step per batch), and at meta-test one graph per resampled set (batched), ranked on "
+             "canonical chain graphs", False),
+)
+
 OFA_MBV3 = OfaMbv3(
     name="ofa_mbv3", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE,
     nvt_flag_offset=NVT - NVT_FLAG, default_num_gen_arch=200,
+    model_choices=("generator", "predictor", "train_arch"), extra_flags=OFA_FLAGS,
 )
