@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
 def console_main(argv: list[str] | None = None) -> int:
     """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+
     def nb201_info(rest: list[str]) -> int:
         from metad2a.evaluation import nb201_info as info
 

@@ -5,6 +5,7 @@ import torch
 
 from metad2a.checkpoint import save_data
 from metad2a.cli import _data_names, build_parser
+from metad2a.data.catalog import space_catalog
 from metad2a.data.formats import (
     MetaTrainFile,
     read_bylabel,
@@ -115,7 +116,8 @@ def test_archive_round_trip(tmp_path):
 
 def test_data_name_all_keeps_the_original_orders():
     p = build_parser(get_search_space("nasbench201"))
-    g = _data_names(p.parse_args(["--model", "generator", "--data-name", "all"]))
-    q = _data_names(p.parse_args(["--model", "predictor", "--data-name", "all"]))
+    cat = space_catalog("nasbench201")
+    g = _data_names(p.parse_args(["--model", "generator", "--data-name", "all"]), cat)
+    q = _data_names(p.parse_args(["--model", "predictor", "--data-name", "all"]), cat)
     assert g == ("cifar100", "cifar10", "mnist", "svhn", "aircraft", "pets")
     assert q == ("cifar10", "cifar100", "mnist", "svhn", "aircraft", "pets")
