@@ -68,6 +68,8 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
       help="unique valid architectures to generate")
     a("--train-arch", "--train_arch", dest="train_arch", type=str2bool, default=True,
       help="train/report the selected architecture (true/false)")
+    a("--epochs", type=int, default=None,
+      help="new: epochs of --train-arch training (default: the original recipe's, 200; 50 for mnist)")
     a("--resume", action="store_true", help="new: continue meta-training from the last finished epoch")
     a("--nb201-table", "--nb201_table", dest="nb201_table", type=str, default=None,
       help="new: NB201 accuracy CSV (arch_str, <dataset>_test_200ep columns) instead of data/nasbench201.pt")
@@ -82,8 +84,8 @@ def _configs(args: argparse.Namespace, space: SearchSpace):
                            f"{space.name!r}; run the main.py of the other folder")
     if args.nvt + space.nvt_flag_offset != space.nvt:
         raise MetaD2AError(f"--nvt {args.nvt} does not fit {space.name} (expects {space.nvt - space.nvt_flag_offset})")
-    for flag in ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch"):
-        if getattr(args, flag) < 1:
+    for flag in ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise MetaD2AError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
@@ -125,7 +127,7 @@ def run(argv: list[str] | None, space_name: str) -> int:
     run_dir = paths.run_dir(rc.save_path, rc.model)
     if args.test:
         tc = MetaTestConfig(data_names=_data_names(args), num_gen_arch=args.num_gen_arch, num_class=args.num_class,
-                            load_epoch=args.load_epoch, train_arch=args.train_arch,
+                            load_epoch=args.load_epoch, train_arch=args.train_arch, train_epochs=args.epochs,
                             nb201_table=Path(args.nb201_table) if args.nb201_table else None)
         _record(run_dir, "test", argv, rc, mc, tc)
         runner.meta_test(tc)
