@@ -168,9 +168,12 @@ def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
 
 
 def console_main(argv: list[str] | None = None) -> int:
-    """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``."""
+    """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``,
+    ``build-database``."""
+    from metad2a import build_database
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"nasbench201": lambda rest: main(rest, "nasbench201")}
+    commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "build-database": build_database.main}
     try:
         from metad2a.evaluation import nb201_info
 
@@ -181,3 +184,7 @@ def console_main(argv: list[str] | None = None) -> int:
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(console_main())
