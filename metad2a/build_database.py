@@ -26,7 +26,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except None/False ones (their help says what happens)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False):
+        if action.default is None or action.default is False:
             return action.help or ""
         return super()._get_help_string(action) or ""
 

