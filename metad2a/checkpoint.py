@@ -162,6 +162,12 @@ def load_trusted_data(path: str | Path, hint: str = "") -> Any:
     return _torch_load(Path(path), False, DataFileError, hint)
 
 
+def read_record(path: str | Path, hint: str = "") -> Any:
+    """Load a torch file of tensors and plain Python values (dicts, lists, str, numbers) safely
+    (``weights_only=True``), e.g. the ``seed-XXXX.pth`` results of a trained architecture."""
+    return _torch_load(Path(path), True, DataFileError, hint)
+
+
 def save_data(obj: Any, path: str | Path) -> Path:
     """Write a data file (torch pickle) atomically."""
     path = Path(path)

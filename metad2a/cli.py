@@ -103,8 +103,8 @@ def _configs(args: argparse.Namespace, space: SearchSpace, catalog: SpaceCatalog
                            f"{space.name!r}; run the main.py of the other folder")
     if args.nvt + space.nvt_flag_offset != space.nvt:
         raise MetaD2AError(f"--nvt {args.nvt} does not fit {space.name} (expects {space.nvt - space.nvt_flag_offset})")
-    for flag in ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch"):
-        if getattr(args, flag) < 1:
+    for flag in ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "epochs"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
             raise MetaD2AError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
@@ -155,7 +155,7 @@ def run(argv: list[str] | None, space_name: str) -> int:
     if args.test:
         tc = MetaTestConfig(data_names=_data_names(args, catalog), num_gen_arch=args.num_gen_arch,
                             num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
-                            nb201_table=Path(nb201_table) if nb201_table else None,
+                            train_epochs=getattr(args, "epochs", None), nb201_table=Path(nb201_table) if nb201_table else None,
                             pool_sets=original_loops)
         _record(run_dir, "test", argv, rc, mc, tc)
         runner.meta_test(tc)
@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
 
 
 def console_main(argv: list[str] | None = None) -> int:
-    """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``."""
+    """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``,
+    ``build-database``."""
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def nb201_info(rest: list[str]) -> int:
@@ -205,9 +206,18 @@ def console_main(argv: list[str] | None = None) -> int:
 
         return info.main(rest)
 
+    def build_database(rest: list[str]) -> int:
+        from metad2a import build_database as builder
+
+        return builder.main(rest)
+
     commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "ofa": lambda rest: main(rest, "ofa_mbv3"),
-                "nb201-info": nb201_info}
+                "nb201-info": nb201_info, "build-database": build_database}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(console_main())

@@ -53,6 +53,7 @@ class MetaTestConfig:
     num_class: int | None = None
     load_epoch: int = 20
     train_arch: bool = True
+    train_epochs: int | None = None  # --epochs for --train-arch (None: the original recipe's 200 / mnist 50)
     nb201_table: Path | None = None
     gen_batch_size: int = 100  # resampled sets per decoding batch (original: 100)
     pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10)

@@ -290,13 +290,16 @@ def process_dataset(dataset: str, name: str | None = None, extractor: str = "eff
                     data_path: str | Path = "data", max_per_class: int | None = None, batch_size: int = 64,
                     device: str | torch.device = "cpu", seed: int = 0, image_size: int | None = None,
                     workers: int = 0, download: bool = False, min_rows: int = DEFAULT_NUM_SAMPLE,
-                    progress: bool | None = None) -> Path:
+                    progress: bool | None = None, *, split: str | None = None,
+                    out: str | Path | None = None) -> Path:
     """Extract and write ``<data_path>/<name>bylabel.pt`` and its sidecar ``<name>bylabel.json``.
 
     Args:
         dataset: a name of :data:`metad2a.data.image_sources.SOURCES` or an image folder.
         name: output name (default: the source's name, i.e. the dataset or the folder name).
         min_rows: classes with fewer images get a warning (meta-test draws this many rows per class).
+        split: the source's split (see :func:`metad2a.data.image_sources.build_source`; None = its default).
+        out: the feature file to write (default ``<data_path>/<name>bylabel.pt``); its sidecar goes beside it.
         Others: see :func:`extract_features`.
 
     Returns:
@@ -310,11 +313,11 @@ def process_dataset(dataset: str, name: str | None = None, extractor: str = "eff
         raise MetaD2AError(f"--max-per-class must be a positive integer, got {max_per_class}")
     if batch_size < 1 or (image_size is not None and image_size < 1):
         raise MetaD2AError("--batch-size and --image-size must be positive integers")
-    source = build_source(dataset, data_path, download)
+    source = build_source(dataset, data_path, download, split)
     name = name or source.name
     if not name or Path(name).name != name or name.startswith("."):
         raise MetaD2AError(f"--name {name!r} must be a plain file-name stem (no folders), e.g. --name mydata")
-    out = bylabel(data_path, name)
+    out = Path(out) if out is not None else bylabel(data_path, name)
     size = image_size or spec.image_size
     mean, std = spec.normalisation(source.key)
     cap = f", at most {max_per_class} per class" if max_per_class else ""

@@ -14,6 +14,13 @@ Sources:
 - ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes; always offline);
 - any folder in torchvision ``ImageFolder`` layout (``root/<class>/<image>``; classes sorted by name).
 
+Splits (``split=``): ``None`` keeps the behaviour above (the training split of a named dataset, every
+image of a folder). ``"train"`` / ``"test"`` select the dataset's own halves (torchvision
+train/test, FGVC ``trainval``/``test``, Pets ``trainval``/``test`` or the original ``train85.pth`` /
+``test15.pth``), or, for a folder, its ``train/`` and ``test/`` sub-folders when it has both. A flat
+folder and ``digits`` have no test split: there :func:`holdout_split` keeps a seeded
+:data:`HOLDOUT_FRACTION` of every class for ``"test"`` (our choice; the original has no such sources).
+
 Raw files live in ``<data-path>/raw-data/<name>/`` (the original layout: ``get_files/get_mnist.py``
 and ``get_aircraft.py`` put them there). Nothing is downloaded unless ``download=True``.
 Grey-scale images are returned as they are; the extraction transform converts every image to RGB
@@ -33,6 +40,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from metad2a.errors import DataFileError, MetaD2AError
 
 RAW_DATA = "raw-data"
+SPLITS = (None, "train", "test")
+HOLDOUT_FRACTION = 0.2  # share of each class held out as "test" where a source has no test split
+HOLDOUT_SEED = 0
 
 
 @dataclass
@@ -99,6 +109,75 @@ class _SortedFolder(ImageFolder):
         return list(self.given_classes), {c: i for i, c in enumerate(self.given_classes)}
 
 
+class _PartialFolder(ImageFolder):
+    """An ``ImageFolder`` holding only ``present`` of ``classes``, indexed as in ``classes``."""
+
+    def __init__(self, root: str, classes: list[str], present: list[str]) -> None:
+        self.given_classes, self.present = list(classes), list(present)
+        super().__init__(root)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        index = {c: i for i, c in enumerate(self.given_classes)}
+        return list(self.present), {c: index[c] for c in self.present}
+
+
+class _Subset:
+    """Items ``indices`` of another item list (a hold-out split)."""
+
+    def __init__(self, dataset: Any, indices: list[int], targets: list[int]) -> None:
+        self.dataset, self.indices, self.targets = dataset, indices, targets
+        samples = getattr(dataset, "samples", None)  # keeps "which file" for error messages
+        if samples is not None:
+            self.samples = [samples[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.dataset[self.indices[i]]
+
+
+def _check_split(split: str | None) -> None:
+    if split not in SPLITS:
+        raise MetaD2AError(f"unknown split {split!r}: use 'train', 'test' or None")
+
+
+def holdout_split(source: ImageSource, split: str, fraction: float = HOLDOUT_FRACTION,
+                  seed: int = HOLDOUT_SEED) -> ImageSource:
+    """The ``"train"`` or ``"test"`` part of a source without its own test split.
+
+    Every class with at least two images gives ``max(1, round(fraction * n))`` images, chosen by a
+    generator seeded with ``(seed, class)``, to ``"test"`` and the rest to ``"train"``; a class with
+    one image stays in ``"train"``. Items keep their dataset order, classes keep their indices.
+
+    Args:
+        source: all images.
+        split: ``"train"`` or ``"test"``.
+        fraction: share of each class held out for ``"test"``.
+        seed: seed of the choice.
+
+    Returns:
+        A new source over the chosen items (same class names and key).
+    """
+    import torch
+
+    per_class: list[list[int]] = [[] for _ in range(source.num_classes)]
+    for i, t in enumerate(source.targets):
+        per_class[t].append(i)
+    test: set[int] = set()
+    for c, idx in enumerate(per_class):
+        if len(idx) < 2:
+            continue
+        k = min(len(idx) - 1, max(1, round(fraction * len(idx))))
+        g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+        test.update(idx[j] for j in torch.randperm(len(idx), generator=g)[:k].tolist())
+    keep = [i for i in range(len(source.targets)) if (i in test) == (split == "test")]
+    targets = [source.targets[i] for i in keep]
+    return ImageSource(source.name, _Subset(source.dataset, keep, targets), targets, list(source.class_names),
+                       f"{source.description}, {split} part of a seeded {fraction:.0%}-per-class hold-out "
+                       f"(seed {seed})", source.key)
+
+
 # --------------------------------------------------------------------------- torchvision datasets
 def _not_found(name: str, root: Path, expect: str) -> DataFileError:
     return DataFileError(
@@ -125,51 +204,56 @@ def _targets(ds: Any) -> list[int]:
     return [int(ds[i][1]) for i in range(len(ds))]
 
 
-def _cifar(num: int) -> Callable[[Path, bool], ImageSource]:
-    def build(root: Path, download: bool) -> ImageSource:
+def _cifar(num: int) -> Callable[[Path, bool, str | None], ImageSource]:
+    def build(root: Path, download: bool, split: str | None = None) -> ImageSource:
         from torchvision import datasets
 
         cls = datasets.CIFAR10 if num == 10 else datasets.CIFAR100
         folder = "cifar-10-batches-py/" if num == 10 else "cifar-100-python/"
-        ds = _torchvision(f"cifar{num}", root, folder, lambda: cls(str(root), train=True, download=download))
+        train = split != "test"
+        ds = _torchvision(f"cifar{num}", root, folder, lambda: cls(str(root), train=train, download=download))
         return ImageSource(f"cifar{num}", ds, _targets(ds), list(ds.classes),
-                           f"torchvision {cls.__name__} train split at {root}", f"cifar{num}")
+                           f"torchvision {cls.__name__} {'train' if train else 'test'} split at {root}",
+                           f"cifar{num}")
 
     return build
 
 
-def _mnist(root: Path, download: bool) -> ImageSource:
+def _mnist(root: Path, download: bool, split: str | None = None) -> ImageSource:
     from torchvision import datasets
 
+    train = split != "test"
     ds = _torchvision("mnist", root, "MNIST/raw/",
-                      lambda: datasets.MNIST(str(root), train=True, download=download))
+                      lambda: datasets.MNIST(str(root), train=train, download=download))
     return ImageSource("mnist", ds, _targets(ds), list(ds.classes),
-                       f"torchvision MNIST train split at {root}", "mnist")
+                       f"torchvision MNIST {'train' if train else 'test'} split at {root}", "mnist")
 
 
-def _svhn(root: Path, download: bool) -> ImageSource:
+def _svhn(root: Path, download: bool, split: str | None = None) -> ImageSource:
     from torchvision import datasets
 
-    ds = _torchvision("svhn", root, "train_32x32.mat",
-                      lambda: datasets.SVHN(str(root), split="train", download=download))
+    part = "test" if split == "test" else "train"
+    ds = _torchvision("svhn", root, f"{part}_32x32.mat",
+                      lambda: datasets.SVHN(str(root), split=part, download=download))
     return ImageSource("svhn", ds, _targets(ds), [str(i) for i in range(10)],
-                       f"torchvision SVHN train split at {root}", "svhn")
+                       f"torchvision SVHN {part} split at {root}", "svhn")
 
 
-def _aircraft(level: str, name: str) -> Callable[[Path, bool], ImageSource]:
-    def build(root: Path, download: bool) -> ImageSource:
+def _aircraft(level: str, name: str) -> Callable[[Path, bool, str | None], ImageSource]:
+    def build(root: Path, download: bool, split: str | None = None) -> ImageSource:
         from torchvision import datasets
 
+        part = "test" if split == "test" else "trainval"
         ds = _torchvision(name, root, "fgvc-aircraft-2013b/", lambda: datasets.FGVCAircraft(
-            str(root), split="trainval", annotation_level=level, download=download))
+            str(root), split=part, annotation_level=level, download=download))
         return ImageSource(name, ds, _targets(ds), list(ds.classes),
-                           f"torchvision FGVCAircraft trainval split, {level} level, at {root}", name)
+                           f"torchvision FGVCAircraft {part} split, {level} level, at {root}", name)
 
     return build
 
 
-def _pets(root: Path, download: bool) -> ImageSource:
-    legacy = root / "train85.pth"
+def _pets(root: Path, download: bool, split: str | None = None) -> ImageSource:
+    legacy = root / ("test15.pth" if split == "test" else "train85.pth")
     if legacy.is_file() and not (root / "oxford-iiit-pet").is_dir():
         from metad2a.checkpoint import load_trusted_data
 
@@ -179,17 +263,18 @@ def _pets(root: Path, download: bool) -> ImageSource:
         targets = [int(label) for _, label in items]
         names = [str(i) for i in range(max(targets) + 1)] if targets else []
         return ImageSource("pets", _PairList(items, targets), targets, names,
-                           f"original train85.pth at {legacy}", "pets")
+                           f"original {legacy.name} at {legacy}", "pets")
     from torchvision import datasets
 
+    part = "test" if split == "test" else "trainval"
     ds = _torchvision("pets", root, "oxford-iiit-pet/ (or the original train85.pth)",
-                      lambda: datasets.OxfordIIITPet(str(root), split="trainval", target_types="category",
+                      lambda: datasets.OxfordIIITPet(str(root), split=part, target_types="category",
                                                      download=download))
     return ImageSource("pets", ds, _targets(ds), list(ds.classes),
-                       f"torchvision OxfordIIITPet trainval split at {root}", "pets")
+                       f"torchvision OxfordIIITPet {part} split at {root}", "pets")
 
 
-def _digits(root: Path, download: bool) -> ImageSource:
+def _digits(root: Path, download: bool, split: str | None = None) -> ImageSource:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
@@ -199,12 +284,13 @@ def _digits(root: Path, download: bool) -> ImageSource:
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # 0..16 -> 0..255 grey
     targets = [int(t) for t in d.target]
-    return ImageSource("digits", _GreyArrays(images, targets), targets, [str(n) for n in d.target_names],
-                       "scikit-learn load_digits (8x8 grey)", "digits")
+    source = ImageSource("digits", _GreyArrays(images, targets), targets, [str(n) for n in d.target_names],
+                         "scikit-learn load_digits (8x8 grey)", "digits")
+    return source if split is None else holdout_split(source, split)
 
 
-# name -> (builder(root, download), folder under <data-path>/raw-data)
-SOURCES: dict[str, tuple[Callable[[Path, bool], ImageSource], str]] = {
+# name -> (builder(root, download, split), folder under <data-path>/raw-data)
+SOURCES: dict[str, tuple[Callable[[Path, bool, str | None], ImageSource], str]] = {
     "cifar10": (_cifar(10), "cifar10"),
     "cifar100": (_cifar(100), "cifar100"),
     "mnist": (_mnist, "mnist"),
@@ -217,13 +303,43 @@ SOURCES: dict[str, tuple[Callable[[Path, bool], ImageSource], str]] = {
 
 
 # --------------------------------------------------------------------------- image folders
-def image_folder(path: str | Path) -> ImageSource:
+def has_split_folders(path: str | Path) -> bool:
+    """Whether ``path`` holds both a ``train/`` and a ``test/`` sub-folder (a pre-split image folder)."""
+    return (Path(path) / "train").is_dir() and (Path(path) / "test").is_dir()
+
+
+def image_folder(path: str | Path, split: str | None = None) -> ImageSource:
     """A folder in ``ImageFolder`` layout: one sub-folder per class (sorted by name; hidden ones skipped).
+
+    Args:
+        path: the folder.
+        split: None = every image (``root/<class>/``). ``"train"``/``"test"``: ``root/train/<class>/``
+            and ``root/test/<class>/`` when the folder has both (classes: those of ``train/``; ``test/``
+            may lack some but must not add any), otherwise a seeded :func:`holdout_split` of the folder.
 
     Raises:
         DataFileError: the folder does not exist, has no class folders, or a class folder has no image.
     """
+    _check_split(split)
     root = Path(path)
+    if split is not None and has_split_folders(root):
+        train = image_folder(root / "train")
+        if split == "train":
+            return ImageSource(root.resolve().name, train.dataset, train.targets, train.class_names,
+                               f"image folder {(root / 'train').resolve()}")
+        test_dir = root / "test"
+        extra = sorted({p.name for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+                       - set(train.class_names))
+        if extra:
+            raise DataFileError(f"{test_dir}: class folder(s) {', '.join(extra)} are not in {root / 'train'}; "
+                                "give test/ the same classes as train/")
+        present = [c for c in train.class_names if (test_dir / c).is_dir()]
+        ds = _SortedFolder(str(test_dir), train.class_names) if present == train.class_names else \
+            _PartialFolder(str(test_dir), train.class_names, present)
+        return ImageSource(root.resolve().name, ds, list(ds.targets), list(train.class_names),
+                           f"image folder {test_dir.resolve()}")
+    if split is not None:
+        return holdout_split(image_folder(root), split)
     if not root.is_dir():
         raise DataFileError(f"{root}: folder not found; --dataset takes a dataset name or an image folder "
                             "with one sub-folder per class")
@@ -245,19 +361,27 @@ def image_folder(path: str | Path) -> ImageSource:
 
 
 # --------------------------------------------------------------------------- resolution
-def build_source(dataset: str, data_path: str | Path = "data", download: bool = False) -> ImageSource:
+def build_source(dataset: str, data_path: str | Path = "data", download: bool = False,
+                 split: str | None = None) -> ImageSource:
     """``dataset`` is an existing folder (ImageFolder layout) or one of :data:`SOURCES`.
+
+    Args:
+        dataset: a folder or a name of :data:`SOURCES` (files in ``<data_path>/raw-data/<folder>/``).
+        data_path: data root.
+        download: let torchvision download a named dataset.
+        split: None (the behaviour described in the module docstring), ``"train"`` or ``"test"``.
 
     Raises:
         DataFileError: unknown name, missing folder or dataset files.
     """
+    _check_split(split)
     p = Path(dataset)
     if p.is_dir():
-        return image_folder(p)
+        return image_folder(p, split)
     if dataset in SOURCES:
         build, folder = SOURCES[dataset]
-        return build(Path(data_path) / RAW_DATA / folder, download)
+        return build(Path(data_path) / RAW_DATA / folder, download, split)
     if p.suffix or len(p.parts) > 1 or dataset.startswith("."):
-        return image_folder(p)  # raises "folder not found"
+        return image_folder(p, split)  # raises "folder not found"
     raise DataFileError(f"unknown dataset {dataset!r}: use one of {', '.join(SOURCES)} or the path of an "
                         "image folder with one sub-folder per class")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from metad2a import paths
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
-from metad2a.data.catalog import space_catalog
+from metad2a.data.catalog import dataset_info, space_catalog
 from metad2a.data.formats import AccuracyTable, read_nasbench201_pt, read_nb201_csv
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.engine.archive import read_archive
@@ -133,7 +133,18 @@ class PredictorRunner:
         log.warning(f"warning: no accuracy table ({p} missing, no --nb201-table); reporting predictions only")
         return None
 
+    def _trains(self, name: str, tc: MetaTestConfig) -> bool:
+        """--train-arch applies to NB201 datasets without a table column (mnist, svhn, aircraft, pets, yours)."""
+        return tc.train_arch and self.space.name == "nasbench201" and dataset_info(name, space=self.space.name).table_column is None
+
     def meta_test(self, tc: MetaTestConfig) -> list[dict]:
+        from metad2a.data.arch_data import check_raw_data
+        from metad2a.evaluation.nb201_seeds import missing_seeds
+
+        for name in tc.data_names:  # fail before any model work when raw images are needed but absent
+            best_arch = paths.meta_test_dir(self.run.save_path, name) / "best_arch"
+            if self._trains(name, tc) and missing_seeds(best_arch):
+                check_raw_data(self.run.data_path, name)
         model, meta = self.load()
         table = self._table(tc)
         results = []
@@ -176,13 +187,12 @@ class PredictorRunner:
                 log.info(r["top1_arch"])
         with open(test_dir / "time.txt", "a") as f:
             f.write(f"predictor average elasped time {statistics.mean(times):.2f}s\n")  # sic
-        summary = self._report(out, runs, info.top_n, use_table)
-        if tc.train_arch and info.table_column is None:
-            log.warning("warning: --train-arch: training the selected architecture is not available in this "
-                        "version; accuracy.txt stays empty for datasets without a table")
+        trained = self._train_top1(name, runs[0]["top1_arch"], out, tc) if self._trains(name, tc) else None
+        summary = self._report(out, runs, info.top_n, use_table, trained)
         result = {"dataset": name, "num_classes": info.num_classes, "search_space": self.space.name,
                   "table": table.source if use_table else None, "runs": runs, "summary": summary,
                   "predictor_seconds_mean": statistics.mean(times), "missing_from_table": sorted(missing),
+                  "trained": trained,
                   "note": ("top1_acc is the accuracy of the architecture ranked first (what a user gets); "
                            f"best_of_top{info.top_n}_acc is the best table accuracy among the top "
                            f"{info.top_n} (the original's reported CIFAR figure, an oracle pick)")}
@@ -191,12 +201,37 @@ class PredictorRunner:
             log.warning(f"warning: {len(missing)} selected architecture(s) not in the accuracy table")
         return result
 
-    def _report(self, out: Path, runs: list[dict], top_n: int, use_table: bool) -> dict:
-        """accuracy.txt in the original format (CIFAR: best-of-top-30 per run), plus both figures
-        labelled on the console and in result.json."""
+    def _train_top1(self, name: str, arch: str, out: Path, tc: MetaTestConfig) -> dict:
+        """--train-arch: the top-1 architecture trained with the original's seeds (ORIGINAL.md §2.10),
+        reusing ``seed-XXXX.pth`` files already in ``out``."""
+        from metad2a.evaluation.nb201_seeds import ORIGINAL_SEEDS, train_selected_arch
+        from metad2a.evaluation.nb201_train import TrainRecipe
+
+        recipe = TrainRecipe.original(name).with_epochs(tc.train_epochs)
+        log.info(f"==> train the selected architecture on {name} ({recipe.epochs} epochs, seeds "
+                 f"{', '.join(map(str, ORIGINAL_SEEDS))}): {arch}")
+        seed_runs = train_selected_arch(arch, name, self.run.data_path, out, recipe, ORIGINAL_SEEDS, self.device)
+        return {"arch": arch, "epochs": recipe.epochs, "seeds": [r.seed for r in seed_runs],
+                "x_test_acc": [r.acc for r in seed_runs], "reused": [r.reused for r in seed_runs],
+                "files": [r.path.name for r in seed_runs], "param_mb": seed_runs[0].param,
+                "flop_mb": seed_runs[0].flop}
+
+    def _report(self, out: Path, runs: list[dict], top_n: int, use_table: bool, trained: dict | None = None) -> dict:
+        """accuracy.txt in the original format (CIFAR: best-of-top-30 per run; trained datasets: the x-test
+        accuracy of each seed), plus the figures labelled on the console and in result.json."""
         key = f"best_of_top{top_n}_acc"
         summary: dict = {}
         with open(out / "accuracy.txt", "w") as f:
+            if trained is not None:
+                log.info(f"==> save results in {out}")
+                for r, acc in enumerate(trained["x_test_acc"], 1):
+                    f.write(f"run {r} {acc:.2f} (%)\n")
+                    log.info(f"run {r} {acc:.2f} (%)")
+                m, ci = mean_confidence_interval(trained["x_test_acc"])
+                f.write(f"Avg {m:.2f}+-{ci:.2f} (%)\n")
+                log.info(f"Avg {m:.2f}+-{ci:.2f} (%)")
+                summary["trained_x_test_acc"] = {"mean": m, "ci95": ci}
+                return summary
             if not use_table:
                 return summary
             orig = [r[key] for r in runs if r[key] is not None]

@@ -163,6 +163,8 @@ class NasBench201(SearchSpace):
 NB201_FLAGS = (
     FlagSpec(("--nb201-table", "--nb201_table"), "nb201_table", "str",
              "new: NB201 accuracy CSV (arch_str, <dataset>_test_200ep columns) instead of data/nasbench201.pt"),
+    FlagSpec(("--epochs",), "epochs", "int",
+             "new: epochs of --train-arch training (default: the original recipe's, 200; 50 for mnist)"),
 )
 
 NASBENCH201 = NasBench201(
