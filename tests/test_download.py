@@ -360,7 +360,7 @@ def test_ofa_predictor_database_is_not_downloaded(server, tmp_path):
     assert not list(tmp_path.iterdir()) and not server.log
 
 
-def _tarball(member: str, payload: bytes) -> bytes:
+def _tar_gz(member: str, payload: bytes) -> bytes:
     import io
     import tarfile
 
@@ -385,7 +385,7 @@ def test_every_get_files_script_through_a_mirror(server, tmp_path, front, name, 
         payload = os.urandom(500 + len(expected))
         fname = dl.url_filename(e.url)
         if e.extract_to:
-            server.files[fname] = _tarball(f"{name}/inner.bin", payload)
+            server.files[fname] = _tar_gz(f"{name}/inner.bin", payload)
             expected[f"{e.extract_to}/{name}/inner.bin"] = payload
         else:
             server.files[fname] = payload
