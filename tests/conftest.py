@@ -23,8 +23,14 @@ def shared_file(rel: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Seeded RNGs, and one intra-op thread: the models in tests are small, and two OpenMP threads on
+    a busy 2-core machine spin against other jobs (GRU steps and convolutions ran ~10x slower).
+    Subprocesses started by tests set OMP_NUM_THREADS themselves."""
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

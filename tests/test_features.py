@@ -33,14 +33,6 @@ SIDE_FIELDS = {"extractor", "feature_dim", "image_size", "normalisation", "sourc
 FOOLBOX_TOP1 = 17
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin against other jobs and run
-    the convolutions ~10x slower. The subprocesses get OMP_NUM_THREADS=1 too (same numbers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _needs_lite0() -> None:

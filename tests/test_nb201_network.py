@@ -28,13 +28,6 @@ ALL_NONE = ops_to_arch_str(["none"] * 6)
 BEST_C100 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch: on a shared 2-core machine two threads make small convs erratic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +60,7 @@ def test_closed_form_sizes_equal_every_reference_row(reference_rows):
         assert got == (r["num_parameters"], r["mflops"]), r["arch_str"]
 
 
-def test_built_network_sizes_equal_reference_rows(reference_rows, one_thread):
+def test_built_network_sizes_equal_reference_rows(reference_rows):
     # Building and running the real network for all 240 rows takes ~6 s here; the closed form above
     # covers every row and is tied to the real network by these rows and the test below.
     rows = _covering_rows(reference_rows)
@@ -90,7 +83,7 @@ def test_built_network_sizes_equal_reference_rows(reference_rows, one_thread):
         ),
     ],
 )
-def test_counter_matches_closed_form_off_default(arch, C, N, classes, hw, one_thread):
+def test_counter_matches_closed_form_off_default(arch, C, N, classes, hw):
     net = TinyNetwork(arch, C=C, N=N, num_classes=classes)
     stats = {k: v.clone() for k, v in net.state_dict().items()}
     assert count_parameters_and_flops(net, (2, 3, *hw)) == tinynetwork_sizes(arch, C, N, classes, hw)
@@ -123,7 +116,7 @@ def test_structure_of_ops_and_reduction_block():
 
 
 @pytest.mark.parametrize("classes", [10, 100])
-def test_forward_gives_logits(classes, one_thread):
+def test_forward_gives_logits(classes):
     net = TinyNetwork(BEST_C100, num_classes=classes)
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, classes) and torch.isfinite(out).all()
@@ -140,7 +133,7 @@ def _randomize_bn(net: nn.Module) -> None:
             nn.init.uniform_(m.bias, -1, 1)
 
 
-def test_all_none_cells_cut_the_input_off(one_thread):
+def test_all_none_cells_cut_the_input_off():
     net = TinyNetwork(ALL_NONE, C=8, N=2)
     _randomize_bn(net)
     net.eval()
@@ -202,7 +195,7 @@ def test_bad_arguments_raise_one_line_user_errors():
 INFO_KEYS = {"arch_str", "C", "N", "num_classes", "input", "num_parameters", "mparams", "mflops"}
 
 
-def test_nb201_info_main_prints_one_json_object(capsys, one_thread):
+def test_nb201_info_main_prints_one_json_object(capsys):
     assert main([BEST_C100, "--num-classes", "100"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
@@ -213,7 +206,7 @@ def test_nb201_info_main_prints_one_json_object(capsys, one_thread):
     assert info["mparams"] == info["num_parameters"] / 1e6
 
 
-def test_nb201_info_small_network(one_thread):
+def test_nb201_info_small_network():
     info = nb201_info(BEST_C100, num_classes=7, C=4, N=1)
     assert (info["C"], info["N"], info["num_classes"]) == (4, 1, 7)
     assert (info["num_parameters"], info["mflops"]) == tinynetwork_sizes(BEST_C100, 4, 1, 7)

@@ -30,14 +30,6 @@ README_SEARCH = ("--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 
 PER_SET_SEARCH = "--gpu cpu --model generator --test --load-epoch 120 --num-gen-arch 4 --data-name mine --ofa-per-set"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the models here are tiny, and two OpenMP threads on a busy 2-core
-    machine spin against each other (10x slower GRU steps)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def run_main(cwd, *args, ok=True):

@@ -33,14 +33,6 @@ README_COMMANDS = [  # ORIGINAL.md §3.3, run from inside MetaD2A_ofa/
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the models here are tiny, and two OpenMP threads on a busy 2-core
-    machine spin against each other (10x slower GRU steps)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 # --------------------------------------------------------------------------- CLI
 @pytest.mark.parametrize("cmd", README_COMMANDS)

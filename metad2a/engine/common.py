@@ -9,8 +9,8 @@ import torch
 
 from metad2a import paths
 from metad2a.checkpoint import load_checkpoint, read_state_dict
-from metad2a.config import ModelConfig
-from metad2a.data.catalog import SpaceCatalog
+from metad2a.config import ModelConfig, RunConfig
+from metad2a.data.catalog import SpaceCatalog, space_catalog
 from metad2a.data.collected_database import load_or_make_splits
 from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.meta_train import Batch, MetaTrainDatabase, RaggedBatch, RaggedMetaTrainDatabase
@@ -115,3 +115,19 @@ def set_encode_batch(model: GeneratorModel | PredictorModel, batch: Batch | Ragg
     if isinstance(batch, RaggedBatch):
         return encode_ragged(model.set_encode, [x.to(device) for x in batch.xs])
     return model.set_encode(batch.x.to(device))
+
+
+class Runner:
+    """What both runners share: the search space, run/model configs, device and dataset catalog."""
+
+    kind: str  # "generator" or "predictor"
+
+    def __init__(self, space: SearchSpace, run: RunConfig, mc: ModelConfig, device: torch.device) -> None:
+        self.space, self.run, self.mc, self.device = space, run, mc, device
+        self.catalog = space_catalog(space.name)
+
+    def checkpoint_meta(self, model: torch.nn.Module, **extra: object) -> dict:
+        """The sidecar JSON of this runner's checkpoints: what the original never recorded."""
+        return {"model": self.kind, "space": self.space.name, "hs": self.mc.hs, "nz": self.mc.nz,
+                "nvt": self.space.nvt, "max_n": self.space.max_n, "num_sample": self.mc.num_sample,
+                "feature_dim": model.feature_dim, **extra}

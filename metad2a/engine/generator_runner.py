@@ -14,17 +14,15 @@ import torch
 from tqdm import tqdm
 
 from metad2a import paths
-from metad2a.config import PREDICTOR_HS, MetaTestConfig, ModelConfig, RunConfig, TrainConfig
-from metad2a.data.catalog import space_catalog
+from metad2a.config import PREDICTOR_HS, MetaTestConfig, TrainConfig
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.engine.archive import write_archive
-from metad2a.engine.common import load_trained, prepare_meta_train, set_encode_batch
+from metad2a.engine.common import Runner, load_trained, prepare_meta_train, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.errors import CheckpointError, MetaD2AError
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.search_spaces.base import SearchSpace
 
 log = logging.getLogger("metad2a")
 
@@ -39,19 +37,15 @@ class SearchResult:
     decoded: int  # graphs decoded
 
 
-class GeneratorRunner:
-    def __init__(self, space: SearchSpace, run: RunConfig, mc: ModelConfig, device: torch.device) -> None:
-        self.space, self.run, self.mc, self.device = space, run, mc, device
-        self.catalog = space_catalog(space.name)
+class GeneratorRunner(Runner):
+    kind = "generator"
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
         model, db = prepare_meta_train("generator", self.space, self.catalog, self.mc, self.run.data_path,
                                        self.device)
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        meta = {"model": "generator", "space": self.space.name, "hs": self.mc.hs, "nz": self.mc.nz,
-                "nvt": self.space.nvt, "max_n": self.space.max_n, "num_sample": self.mc.num_sample,
-                "feature_dim": model.feature_dim, "step_per_sample": tc.step_per_sample}
+        meta = self.checkpoint_meta(model, step_per_sample=tc.step_per_sample)
 
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
             sums, count = {"loss": 0.0, "recon_loss": 0.0, "kld": 0.0}, 0

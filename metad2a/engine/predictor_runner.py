@@ -14,16 +14,15 @@ from scipy import stats
 from tqdm import tqdm
 
 from metad2a import paths
-from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
-from metad2a.data.catalog import dataset_info, space_catalog
+from metad2a.config import MetaTestConfig, TrainConfig
+from metad2a.data.catalog import dataset_info
 from metad2a.data.formats import AccuracyTable, read_nasbench201_pt, read_nb201_csv
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.engine.archive import read_archive
-from metad2a.engine.common import load_trained, prepare_meta_train, set_encode_batch
+from metad2a.engine.common import Runner, load_trained, prepare_meta_train, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.search_spaces.base import SearchSpace
 
 log = logging.getLogger("metad2a")
 
@@ -42,19 +41,15 @@ def mean_confidence_interval(values: list[float], confidence: float = 0.95) -> t
     return float(a.mean()), float(stats.sem(a) * stats.t.ppf((1 + confidence) / 2.0, len(a) - 1))
 
 
-class PredictorRunner:
-    def __init__(self, space: SearchSpace, run: RunConfig, mc: ModelConfig, device: torch.device) -> None:
-        self.space, self.run, self.mc, self.device = space, run, mc, device
-        self.catalog = space_catalog(space.name)
+class PredictorRunner(Runner):
+    kind = "predictor"
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
         model, db = prepare_meta_train("predictor", self.space, self.catalog, self.mc, self.run.data_path,
                                        self.device)
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        meta = {"model": "predictor", "space": self.space.name, "hs": self.mc.hs, "nz": self.mc.nz,
-                "nvt": self.space.nvt, "max_n": self.space.max_n, "num_sample": self.mc.num_sample,
-                "feature_dim": model.feature_dim, "acc_mean": db.mean, "acc_std": db.std}
+        meta = self.checkpoint_meta(model, acc_mean=db.mean, acc_std=db.std)
         best = {"loss": float("nan"), "corr": float("-inf")}
 
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
