@@ -73,7 +73,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/metad2a-bench-ofa")
     ap.add_argument("--classes", type=int, default=200, help="classes of the synthetic feature file")
-    ap.add_argument("--ways", default="2,3,4,5", help="classes per task (small: cheap sets, more steps in the budget)")
+    ap.add_argument("--ways", default="2,3,4,5",
+                    help="classes per task (small: cheap sets, more steps in the budget)")
     ap.add_argument("--entries", type=int, default=1200, help="meta-training database entries (tasks)")
     ap.add_argument("--epochs", type=int, default=8, help="predictor meta-training epochs")
     ap.add_argument("--batch-size", type=int, default=8,
@@ -109,7 +110,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
     t0 = time.time()
     p = subprocess.run([sys.executable, str(REPO / "MetaD2A_ofa" / "main.py"), "--gpu", "cpu", "--model", "predictor",
-                        "--hs", "512", "--nz", "56", "--max-epoch", str(args.epochs), "--save-epoch", str(args.epochs),
+                        "--hs", "512", "--nz", "56", "--max-epoch", str(args.epochs),
+                        "--save-epoch", str(args.epochs),
                         "--batch_size", str(args.batch_size),
                         "--data-path", str(data), "--save-path", str(run), "--seed", str(args.seed)],
                        env=env, capture_output=True, text=True, check=False)
@@ -139,7 +141,8 @@ def main() -> None:
         cand_truth = np.array([100.0 * a - difficulty(way) for a in predict_accuracy(oracle, cands)])
         cand_pred = score_sets(model, sets, graphs(cands)).numpy()
         pick = int(np.argmax(cand_pred))
-        rows.append({"way": way, "spearman": stats.spearmanr(pred, truth)[0], "pearson": stats.pearsonr(pred, truth)[0],
+        rows.append({"way": way, "spearman": stats.spearmanr(pred, truth)[0],
+                     "pearson": stats.pearsonr(pred, truth)[0],
                      "layers_spearman": stats.spearmanr(layers, truth)[0],
                      "picked": cand_truth[pick], "random_mean": cand_truth.mean(), "oracle_best": cand_truth.max(),
                      "picked_percentile": 100.0 * (cand_truth < cand_truth[pick]).mean()})
@@ -151,7 +154,8 @@ def main() -> None:
     summary = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
                           f"{args.threads} threads", "args": vars(args),
                "seconds": {"data": round(t_data, 1), "meta_train": round(t_train, 1), "eval": round(t_eval, 1)},
-               "epochs": [{k: e.get(k) for k in ("epoch", "train_corr", "valid_corr", "train_seconds")} for e in epochs],
+               "epochs": [{k: e.get(k) for k in ("epoch", "train_corr", "valid_corr", "train_seconds")}
+                          for e in epochs],
                "per_task": rows, "spearman": mean("spearman"), "pearson": mean("pearson"),
                "layers_spearman": mean("layers_spearman"), "picked": mean("picked"),
                "random_mean": mean("random_mean"), "oracle_best": mean("oracle_best"),
@@ -168,7 +172,8 @@ def main() -> None:
     print(f"| Spearman, predictor vs oracle ({args.heldout} held-out subnets) | {summary['spearman']:.3f} |")
     print(f"| Pearson, predictor vs oracle | {summary['pearson']:.3f} |")
     print(f"| Spearman, baseline: active layers vs oracle | {summary['layers_spearman']:.3f} |")
-    print(f"| oracle top-1 of the predictor's pick among {args.candidates} random subnets | {summary['picked']:.2f} % "
+    print(f"| oracle top-1 of the predictor's pick among {args.candidates} random subnets | "
+          f"{summary['picked']:.2f} % "
           f"(percentile {summary['picked_percentile']:.1f}) |")
     print(f"| oracle top-1, mean random subnet | {summary['random_mean']:.2f} % |")
     print(f"| oracle top-1, best of the {args.candidates} (oracle pick) | {summary['oracle_best']:.2f} % |")

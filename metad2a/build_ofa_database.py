@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "main.py are accepted and ignored. --batch_size is the evaluation batch; --hs/--nz/"
                      "--num-sample size the predictor that ranks the generator database's candidates.")
     g = p.add_argument_group("database (new)")
-    g.add_argument("--num-tasks", type=int, default=100, help="tasks in this shard (the original looped until killed)")
+    g.add_argument("--num-tasks", type=int, default=100,
+                   help="tasks in this shard (the original looped until killed)")
     g.add_argument("--way-min", type=int, default=10, help="fewest classes per task")
     g.add_argument("--way-max", type=int, default=990, help="most classes per task (capped to the classes present)")
     g.add_argument("--way-step", type=int, default=10, help="classes per task: way-min, way-min + step, ...")
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpus-per-task", type=float, default=None,
                    help="GPUs per task, fractions allowed (default: 1 if the cluster has GPUs, else 0)")
     g.add_argument("--retries", type=int, default=2, help="retries of a failed task before it is recorded failed")
-    g.add_argument("--retry-failed", action="store_true", help="evaluate again the tasks an earlier run recorded failed")
+    g.add_argument("--retry-failed", action="store_true",
+                   help="evaluate again the tasks an earlier run recorded failed")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

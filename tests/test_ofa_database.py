@@ -37,8 +37,8 @@ from metad2a.search_spaces import ofa_mbv3 as ofa
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "MetaD2A_ofa" / "build_database.py"
-TINY = ["--gpu", "cpu", "--random-init", "--way-min", "2", "--way-max", "5", "--way-step", "1", "--val-per-class", "3",
-        "--bn-images", "8", "--bn-batch-size", "4", "--image-size", "32", "--retries", "1", "--no-progress"]
+TINY = ["--gpu", "cpu", "--random-init", "--way-min", "2", "--way-max", "5", "--way-step", "1",
+        "--val-per-class", "3", "--bn-images", "8", "--bn-batch-size", "4", "--image-size", "32", "--retries", "1", "--no-progress"]
 NUM_CLASSES = 12
 ONE_AT_A_TIME = ["--cpus-per-task", "2"]  # one task (one warm worker) at a time in the 2-CPU Ray instance
 
@@ -139,7 +139,8 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
     assert "The number of database: 9" in capsys.readouterr().out
     db = load_trusted_data(paths.collected_database("data", "predictor"))
     assert len(db) == 9
-    shard_tasks = plan["tasks"] + json.loads(paths.ofa_build_file("data", "predictor", 1, "plan").read_text())["tasks"]
+    plan1 = json.loads(paths.ofa_build_file("data", "predictor", 1, "plan").read_text())
+    shard_tasks = plan["tasks"] + plan1["tasks"]
     for e, t in zip(db, shard_tasks):  # shard 0 then shard 1, plan order
         assert set(e) == {"loss", "top1", "top5", "net", "class", "params", "flops", "test_transform"}
         assert e["net"] == {"wid": None, **t["nets"][0]} and ofa.canonical_arch_dict(e["net"])
@@ -182,7 +183,8 @@ def test_generator_shard_ranks_candidates_and_records_failures(imnet, ray_sessio
     one_at_a_time = {"cpus_per_task": 2.0}  # the warm worker of the test above; a second costs seconds to start
     summary = OB.build_shard(cfg, RayPoolConfig(max_retries=1, **one_at_a_time), job_fn=_fail_task1, progress=False)
     assert (summary["ok"], summary["failed"], summary["entries"]) == (2, 1, 2)
-    records = {json.loads(ln)["key"]: json.loads(ln) for ln in _lines(paths.ofa_build_file(cfg.data_path, "generator", 3, "results"))}
+    journal = paths.ofa_build_file(cfg.data_path, "generator", 3, "results")
+    records = {r["key"]: r for r in map(json.loads, _lines(journal))}
     assert records["1"]["status"] == "failed" and records["1"]["attempts"] == 2
     assert "injected failure" in records["1"]["error"]
 
@@ -223,7 +225,8 @@ def test_command_lines_and_user_errors(imnet, in_work_dir, capsys):
     assert build_main(["--model_name", "train_arch", "--index", "0", "--imgnet", str(imnet)]) == 2
     assert build_main(["--model_name", "generator", "--index", "0", "--imgnet", str(imnet), "--random-init"]) == 2
     assert "ckpt_max_corr.pt: file not found" in capsys.readouterr().err
-    assert build_main(["--model_name", "predictor", "--index", "0", "--imgnet", str(in_work_dir), "--random-init"]) == 2
+    assert build_main(["--model_name", "predictor", "--index", "0", "--imgnet", str(in_work_dir),
+                       "--random-init"]) == 2
     assert "no train/ folder" in capsys.readouterr().err
 
 

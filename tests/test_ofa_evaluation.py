@@ -134,8 +134,8 @@ def test_finetune_smoke_run_writes_the_run_folder(tmp_path):
     res = tmp_path / "results"
     write_archive(res / "meta_test" / "mydata" / "3" / "generated_arch" / "run_1.txt", 1.0,
                   [ofa.arch_dict_to_str(a) for a in (LARGEST, SMALLEST, LARGEST)])
-    args = ["--data-name", str(data), "--save-path", str(res), "--num-gen-arch", "3", "--bound", "300", "--random-init",
-            "--epochs", "2", "--max-steps", "2", "--batch-size", "4", "--img-size", "32", "--num_workers", "0",
+    args = ["--data-name", str(data), "--save-path", str(res), "--num-gen-arch", "3", "--bound", "300",
+            "--random-init", "--epochs", "2", "--max-steps", "2", "--batch-size", "4", "--img-size", "32", "--num_workers", "0",
             "--gpu", "cpu", "--seed", "7"]
     # in this process (a subprocess would spend seconds importing torch); the front-end only calls main
     front = runpy.run_path(str(EVAL_MAIN), run_name="front_end")

@@ -500,7 +500,8 @@ def collect_database(data_path: str | Path, model: str) -> tuple[Path, int]:
     merged: list[Any] = []
     for _, p in shards:
         part = load_trusted_data(p)
-        if not isinstance(part, list) or not all(isinstance(e, dict) and all(k in e for k in ENTRY_KEYS) for e in part):
+        if not isinstance(part, list) or not all(isinstance(e, dict) and all(k in e for k in ENTRY_KEYS)
+                                                 for e in part):
             raise DataFileError(f"{p}: not a database shard (a list of dicts with {', '.join(ENTRY_KEYS)})")
         merged.extend(part)
     out = paths.collected_database(data_path, model)

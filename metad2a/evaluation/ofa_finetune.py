@@ -129,7 +129,8 @@ class FinetuneConfig:
 
 
 # --------------------------------------------------------------------------- architecture choice
-def read_candidates(save_path: str | Path, data_name: str, num_gen_arch: int) -> tuple[Path, list[dict[str, list[int]]]]:
+def read_candidates(save_path: str | Path, data_name: str,
+                    num_gen_arch: int) -> tuple[Path, list[dict[str, list[int]]]]:
     """The architectures of ``run_1.txt`` of the search, in file order (best predicted first).
 
     Raises:
@@ -172,7 +173,8 @@ def choose_architecture(supernet: nn.Module, archs: Sequence[dict[str, list[int]
                        f"smallest has {smallest:.1f}); raise --bound or search more architectures (--num-gen-arch)")
 
 
-def nsganet_architecture(model_config: str, data_name: str, root: str | Path = "searched-architectures") -> dict[str, list[int]]:
+def nsganet_architecture(model_config: str, data_name: str,
+                         root: str | Path = "searched-architectures") -> dict[str, list[int]]:
     """``--model-config flops@N``: NSGANetV2's ``<root>/<dataset>/net-flops@N/net.subnet`` (JSON with ks/e/d).
 
     Raises:
@@ -212,7 +214,8 @@ class Cutout:
         return f"Cutout(length={self.length})"
 
 
-def make_transforms(norm: tuple[tuple[float, ...], tuple[float, ...]], img_size: int, autoaugment: bool, cutout: int | None):
+def make_transforms(norm: tuple[tuple[float, ...], tuple[float, ...]], img_size: int, autoaugment: bool,
+                    cutout: int | None) -> tuple[Any, Any]:
     """(train, test) transforms of the original evaluation (see the module docstring)."""
     from torchvision import transforms as T
 
@@ -271,8 +274,9 @@ def load_datasets(cfg: FinetuneConfig) -> tuple[Dataset, Dataset, int, str, str]
         train_src, test_src = build(root, cfg.download, "train"), build(root, cfg.download, "test")
         norm, name = EVAL_NORMS[cfg.data_name], cfg.data_name
     else:
-        raise DataFileError(f"--data-name {cfg.data_name!r}: use one of {', '.join(DATA_ROOTS)} or an image folder "
-                            "with train/ and test/ sub-folders (mnist and svhn are not supported, as in the original)")
+        raise DataFileError(f"--data-name {cfg.data_name!r}: use one of {', '.join(DATA_ROOTS)} or an image "
+                            "folder with train/ and test/ sub-folders (mnist and svhn are not supported, as in "
+                            "the original)")
     train_t, test_t = make_transforms(norm, cfg.img_size, cfg.autoaugment, cfg.cutout_length if cfg.cutout else None)
     desc = f"{train_src.description}; {test_src.description}"
     return _Images(train_src, train_t), _Images(test_src, test_t), train_src.num_classes, desc, name
@@ -436,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The original ``evaluation/parser.py`` flags (same names and defaults) plus ours (marked new)."""
     p = argparse.ArgumentParser(prog="main.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 allow_abbrev=False,
-                                description="Fine-tune the searched MobileNetV3 subnet (run from MetaD2A_ofa/evaluation/)")
+                                description="Fine-tune the searched MobileNetV3 subnet "
+                                            "(run from MetaD2A_ofa/evaluation/)")
     a = p.add_argument
     a("--save-path", "--save_path", dest="save_path", default="../results", help="results root of the search")
     a("--data-path", "--data_path", dest="data_path", default="../data", help="data root")
@@ -457,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--grad_clip", "--grad-clip", dest="grad_clip", type=float, default=5, help="gradient norm clipping")
     a("--cutout", action="store_true", default=True, help="Cutout (always on, as the original)")
     a("--cutout_length", "--cutout-length", dest="cutout_length", type=int, default=16, help="Cutout side")
-    a("--autoaugment", action="store_true", default=True, help="AutoAugment CIFAR-10 policy (always on, as the original)")
+    a("--autoaugment", action="store_true", default=True,
+      help="AutoAugment CIFAR-10 policy (always on, as the original)")
     a("--topk", type=int, default=10, help="accepted; only the best and the last checkpoints are kept")
     a("--evaluate", action="store_true", help="accepted and unused (as in the original)")
     a("--model", default="resnet101", help="accepted and unused (as in the original)")
@@ -473,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-cutout", action="store_true", help="turn Cutout off")
     g.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off")
     g.add_argument("--test-batch-size", type=int, default=200, help="test batch")
-    g.add_argument("--max-steps", type=int, default=None, help="at most this many training steps per epoch (smoke tests)")
+    g.add_argument("--max-steps", type=int, default=None,
+                   help="at most this many training steps per epoch (smoke tests)")
     g.add_argument("--ofa-weights", default=str(Path("..") / OFA_SUPERNET_TARGET), help="supernet ImageNet weights")
     g.add_argument("--random-init", action="store_true", help="random supernet weights instead (smoke tests only)")
     g.add_argument("--download", action="store_true", help="let torchvision download cifar/aircraft/pets")
