@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
 
 def console_main(argv: list[str] | None = None) -> int:
     """``metad2a <command> ...``: ``nasbench201`` / ``ofa`` (the main.py flags), ``nb201-info``,
-    ``build-database``."""
+    ``build-database`` (NB201), ``ofa-build-database`` (``MetaD2A_ofa/build_database.py``) and
+    ``ofa-evaluate`` (``MetaD2A_ofa/evaluation/main.py``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def nb201_info(rest: list[str]) -> int:
@@ -211,8 +212,19 @@ def console_main(argv: list[str] | None = None) -> int:
 
         return builder.main(rest)
 
+    def ofa_build_database(rest: list[str]) -> int:
+        from metad2a import build_ofa_database as builder
+
+        return builder.main(rest)
+
+    def ofa_evaluate(rest: list[str]) -> int:
+        from metad2a.evaluation import ofa_finetune
+
+        return ofa_finetune.main(rest)
+
     commands = {"nasbench201": lambda rest: main(rest, "nasbench201"), "ofa": lambda rest: main(rest, "ofa_mbv3"),
-                "nb201-info": nb201_info, "build-database": build_database}
+                "nb201-info": nb201_info, "build-database": build_database,
+                "ofa-build-database": ofa_build_database, "ofa-evaluate": ofa_evaluate}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

@@ -42,6 +42,23 @@ def collected_split(data_path: str | Path, model: str, split: str) -> Path:
     return Path(data_path) / model / "processed" / f"collected_database_{split}.pt"
 
 
+def ofa_shard(data_path: str | Path, model: str, index: int) -> Path:
+    """One OFA database shard (the original's name): ``<data>/<model>/database_<index>.pt``."""
+    return Path(data_path) / model / f"database_{index}.pt"
+
+
+def ofa_shard_log(data_path: str | Path, model: str, index: int) -> Path:
+    """The original's progress lines of a shard: ``<data>/<model>/txt_<index>.txt``."""
+    return Path(data_path) / model / f"txt_{index}.txt"
+
+
+def ofa_build_file(data_path: str | Path, model: str, index: int, kind: str) -> Path:
+    """Our bookkeeping of a shard build, ``<data>/<model>/build/<kind>_<index>.<ext>``: ``plan``
+    (.json), ``results`` (the journal, .jsonl) and ``summary`` (.json)."""
+    ext = "jsonl" if kind == "results" else "json"
+    return Path(data_path) / model / "build" / f"{kind}_{index}.{ext}"
+
+
 def model_dir(save_path: str | Path, model: str) -> Path:
     """``<save>/<model>/model`` holds ``ckpt_<epoch>.pt`` (and the predictor's ``ckpt_max_corr.pt``)."""
     return Path(save_path) / model / "model"

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import random
 import statistics
@@ -56,7 +55,14 @@ from metad2a.checkpoint import _atomic_write, save_data, sidecar_path
 from metad2a.data.arch_data import load_pixels, normalise_pixels
 from metad2a.data.formats import MetaTrainFile, write_meta_train
 from metad2a.data.image_sources import ImageSource, build_source
-from metad2a.engine.ray_pool import JobOutcome, RayPool, RayPoolConfig
+from metad2a.engine.build_jobs import (  # noqa: F401 (EXIT_AFTER_CODE: re-exported for the CLI and tests)
+    EXIT_AFTER_CODE,
+    load_or_save_plan,
+    pending_keys,
+    run_journaled,
+    warn_stray,
+)
+from metad2a.engine.ray_pool import RayPool, RayPoolConfig
 from metad2a.engine.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
 from metad2a.evaluation.nb201_train import TrainRecipe, train_arch
@@ -71,7 +77,6 @@ FEATURES_NAME = paths.IMAGENET32  # main.py reads <data-path>/imgnet32bylabel.pt
 META_TRAIN_NUM_SAMPLE = 20  # feature rows per class main.py draws by default (--num-sample)
 # NAS-Bench-201's short schedule (12 epochs) with the original optimiser, batch and network size
 DEFAULT_RECIPE = TrainRecipe(epochs=12)
-EXIT_AFTER_CODE = 75  # exit status of the exit_after test hook (a simulated kill)
 
 
 @dataclass(frozen=True)
@@ -192,29 +197,23 @@ def load_or_make_plan(cfg: BuildConfig, source: ImageSource) -> tuple[Plan, bool
     Raises:
         MetaD2AError: ``out`` holds a build made with other settings.
     """
+
+    def make() -> dict[str, Any]:
+        plan = make_plan(cfg, source.num_classes, source.class_names)
+        return {"num_classes": plan.num_classes, "class_names": plan.class_names, "tasks": plan.tasks,
+                "jobs": [list(j) for j in plan.jobs]}
+
     path = Path(cfg.out) / BUILD_PLAN
-    settings = cfg.plan_settings()
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-            old, plan = saved["settings"], Plan(saved["num_classes"], saved["class_names"], saved["tasks"],
-                                                [tuple(j) for j in saved["jobs"]])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DataFileError(f"{path}: unreadable build plan ({e}); delete --out to start afresh") from e
-        if old != settings:
-            diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
-            raise MetaD2AError(f"{cfg.out} holds a build with other settings ({diff}); repeat its flags to "
-                               "resume it, or choose another --out")
-        if plan.class_names != list(source.class_names):
-            raise MetaD2AError(f"{cfg.dataset!r} now has other classes than when {cfg.out} was started; "
-                               "choose another --out")
-        return plan, True
-    plan = make_plan(cfg, source.num_classes, source.class_names)
-    text = json.dumps({"format": "metad2a-build-plan", "metad2a_version": __version__, "settings": settings,
-                       "num_classes": plan.num_classes, "class_names": plan.class_names, "tasks": plan.tasks,
-                       "jobs": [list(j) for j in plan.jobs]}) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
-    return plan, False
+    saved, resumed = load_or_save_plan(path, cfg.plan_settings(), make, owner=str(cfg.out),
+                                       fresh_hint="choose another --out")
+    try:
+        plan = Plan(saved["num_classes"], saved["class_names"], saved["tasks"], [tuple(j) for j in saved["jobs"]])
+    except (KeyError, TypeError) as e:
+        raise DataFileError(f"{path}: unreadable build plan ({e}); delete --out to start afresh") from e
+    if resumed and plan.class_names != list(source.class_names):
+        raise MetaD2AError(f"{cfg.dataset!r} now has other classes than when {cfg.out} was started; "
+                           "choose another --out")
+    return plan, resumed
 
 
 # --------------------------------------------------------------------------- one job (runs in a Ray worker)
@@ -263,16 +262,6 @@ def _images(source: ImageSource, classes: list[int], per_class: int | None, seed
     idx = [i for c in classes for i in per[c]]
     y = torch.tensor([source.targets[i] for i in idx], dtype=torch.long)
     return load_pixels(source, idx), y
-
-
-def _record(outcome: JobOutcome, task: int, arch: str, seed: int) -> dict[str, Any]:
-    rec: dict[str, Any] = {"key": outcome.key, "task": task, "arch": arch, "seed": seed,
-                           "status": "ok" if outcome.ok else "failed", "attempts": outcome.attempts,
-                           "seconds": round(outcome.seconds, 3), "error": outcome.error,
-                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if outcome.ok:
-        rec.update(outcome.value)
-    return rec
 
 
 def write_database(out: Path, plan: Plan, records: dict[str, dict[str, Any]], top_k: int, seed: int) -> dict[str, int]:
@@ -370,11 +359,8 @@ def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
     journal = ResultsJournal(out / BUILD_RESULTS)
     done = journal.load()
     keys = {Plan.key(t, a): (t, a) for t, a in plan.jobs}
-    stray = [k for k in done if k not in keys]
-    if stray:
-        log.warning(f"warning: {journal.path}: {len(stray)} record(s) not in the plan are ignored")
-    todo = [(t, a) for t, a in plan.jobs if Plan.key(t, a) not in done
-            or (cfg.retry_failed and done[Plan.key(t, a)].get("status") == "failed")]
+    warn_stray(journal, done, keys)
+    todo = [keys[k] for k in pending_keys(keys, done, cfg.retry_failed)]
     log.info(f"==> {'resume' if resumed else 'new'} build in {out}: {len(plan.tasks)} tasks x "
              f"{cfg.archs_per_task} architectures = {len(plan.jobs)} jobs; {len(plan.jobs) - len(todo)} already "
              f"done, {len(todo)} to train")
@@ -388,24 +374,11 @@ def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
                  f"({train_src.description}; {test_src.description})")
         context = {"key": train_src.key, "recipe": cfg.recipe, "train_x": train_x, "train_y": train_y,
                    "test_x": test_x, "test_y": test_y}
-        seeds = {Plan.key(t, a): job_seed(cfg.seed, t, a) for t, a in todo}
-        jobs = [(Plan.key(t, a), {"task": t, "arch": a, "seed": seeds[Plan.key(t, a)], "classes": plan.tasks[t]})
-                for t, a in todo]
-
-        def persist(outcome: JobOutcome) -> None:
-            nonlocal trained
-            t, a = keys[outcome.key]
-            rec = _record(outcome, t, a, seeds[outcome.key])
-            journal.append(rec)
-            trained += 1
-            if not outcome.ok:
-                log.warning(f"warning: task {t} {a} failed after {outcome.attempts} attempt(s): {outcome.error}")
-            if exit_after is not None and trained >= exit_after:
-                os._exit(EXIT_AFTER_CODE)  # test hook: die like a killed process
-
+        fields = {Plan.key(t, a): {"task": t, "arch": a, "seed": job_seed(cfg.seed, t, a)} for t, a in todo}
+        jobs = [(k, {**f, "classes": plan.tasks[f["task"]]}) for k, f in fields.items()]
         with RayPool(pool) as rp:
-            rp.run(job_fn, jobs, persist, context, total=len(plan.jobs), done_before=len(plan.jobs) - len(todo),
-                   desc="build-database", progress=progress)
+            trained = run_journaled(rp, journal, jobs, fields, job_fn, context, total=len(plan.jobs),
+                                    desc="build-database", progress=progress, exit_after=exit_after)
     records = {k: v for k, v in journal.load().items() if k in keys}
     counts = write_database(out, plan, records, cfg.top_k, cfg.seed)
     feats = write_features(cfg, train_src, progress)

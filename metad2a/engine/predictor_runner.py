@@ -41,6 +41,16 @@ def mean_confidence_interval(values: list[float], confidence: float = 0.95) -> t
     return float(a.mean()), float(stats.sem(a) * stats.t.ppf((1 + confidence) / 2.0, len(a) - 1))
 
 
+@torch.no_grad()
+def score_sets(model: PredictorModel, sets: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+    """Predictions for every (set, graph) pair, averaged over the sets: [S, rows, d] x A graphs -> [A] (CPU)."""
+    D = model.set_encode(sets)  # [S, z]
+    G = model.graph_encode(graphs)  # [A, z]
+    S, A = D.size(0), G.size(0)
+    pairs = torch.cat([D[:, None].expand(S, A, -1), G[None].expand(S, A, -1)], 2)
+    return model.pred_fc(pairs).squeeze(2).mean(0).cpu()  # [A]
+
+
 class PredictorRunner(Runner):
     kind = "predictor"
 
@@ -113,11 +123,7 @@ class PredictorRunner(Runner):
         architecture (common random numbers). The ranking then compares architectures on the same
         sets, and the dataset is encoded once instead of once per architecture.
         """
-        D = model.set_encode(target.sample(num_sets, generator).to(self.device))  # [S, z]
-        G = model.graph_encode(self._graphs(archs))  # [A, z]
-        S, A = D.size(0), G.size(0)
-        pairs = torch.cat([D[:, None].expand(S, A, -1), G[None].expand(S, A, -1)], 2)
-        return model.pred_fc(pairs).squeeze(2).mean(0).cpu()  # [A]
+        return score_sets(model, target.sample(num_sets, generator).to(self.device), self._graphs(archs))
 
     def _table(self, tc: MetaTestConfig) -> AccuracyTable | None:
         if tc.nb201_table is not None:

@@ -1,8 +1,9 @@
 """Independent jobs as Ray tasks: local or on a cluster, CPUs or GPUs, retries, a progress bar.
 
-Shared by the database builders (NB201 now, OFA later). The caller gives a function
-``fn(payload, context, device) -> value``, the jobs ``(key, payload)`` and a callback that receives
-every job's final :class:`JobOutcome` as soon as it is known (to persist it). A job that raises, or
+Shared by the database builders (NB201 and OFA/MobileNetV3, through :mod:`metad2a.engine.build_jobs`).
+The caller gives a function ``fn(payload, context, device) -> value``, the jobs ``(key, payload)``
+and a callback that receives every job's final :class:`JobOutcome` as soon as it is known (to
+persist it). A job that raises, or
 whose worker dies, is submitted again up to ``max_retries`` times and then reported as failed with
 its last error; nothing is dropped.
 

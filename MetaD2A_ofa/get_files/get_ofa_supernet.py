@@ -1,0 +1,23 @@
+"""Download the ImageNet weights of the once-for-all supernet to .torch/ofa_nets/ofa_mbv3_d234_e346_k357_w1.0.
+
+Needed by build_database.py (which also fetches them when missing) and by evaluation/main.py
+(which reads ../.torch/ofa_nets/... from inside evaluation/, i.e. the same file).
+Run from inside MetaD2A_ofa/ (targets are relative to the current folder, or to --root DIR).
+Set METAD2A_MIRROR=<base URL> to fetch from a mirror instead of the original link.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    import metad2a  # noqa: F401
+except ImportError:  # not installed: use the checkout this script lives in
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from metad2a.data.downloads import OFA
+from metad2a.download import download_main
+
+if __name__ == "__main__":
+    sys.exit(download_main(OFA["get_ofa_supernet"], description=__doc__.splitlines()[0]))
