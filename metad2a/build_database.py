@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from metad2a.errors import MetaD2AError
+from metad2a.errors import user_command
 
 PROG = "metad2a build-database"
 EXIT_AFTER_ENV = "METAD2A_BUILD_EXIT_AFTER"
@@ -85,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@user_command("interrupted; finished jobs are kept; run the same command to resume")
 def main(argv: list[str] | None = None) -> int:
     """Run ``build-database``. User errors: one line on stderr and exit status 2."""
     import torch
@@ -96,30 +96,23 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        exit_after = os.environ.get(EXIT_AFTER_ENV)
-        device = args.feature_device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        recipe = TrainRecipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, channel=args.C,
-                             num_cells=args.N)
-        cfg = BuildConfig(
-            dataset=args.dataset, out=Path(args.out), data_path=Path(args.data_path), num_tasks=args.num_tasks,
-            classes_per_task=args.classes_per_task, archs_per_task=args.archs_per_task, top_k=args.top_k,
-            images_per_class=args.images_per_class or None, test_images_per_class=args.test_images_per_class or None,
-            recipe=recipe, seed=args.seed, extractor=args.extractor, features_per_class=args.features_per_class,
-            feature_image_size=args.feature_image_size, feature_batch_size=args.feature_batch_size,
-            feature_device=device, retry_failed=args.retry_failed)
-        pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
-                             gpus_per_task=args.gpus_per_task, max_retries=args.retries)
-        build_database(cfg, pool, exit_after=int(exit_after) if exit_after else None,
-                       progress=not args.no_progress)
-    except MetaD2AError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; finished jobs are kept in {args.out}; run the same command to resume", file=sys.stderr)
-        return 130
+    exit_after = os.environ.get(EXIT_AFTER_ENV)
+    device = args.feature_device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    recipe = TrainRecipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, channel=args.C,
+                         num_cells=args.N)
+    cfg = BuildConfig(
+        dataset=args.dataset, out=Path(args.out), data_path=Path(args.data_path), num_tasks=args.num_tasks,
+        classes_per_task=args.classes_per_task, archs_per_task=args.archs_per_task, top_k=args.top_k,
+        images_per_class=args.images_per_class or None, test_images_per_class=args.test_images_per_class or None,
+        recipe=recipe, seed=args.seed, extractor=args.extractor, features_per_class=args.features_per_class,
+        feature_image_size=args.feature_image_size, feature_batch_size=args.feature_batch_size,
+        feature_device=device, retry_failed=args.retry_failed)
+    pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
+                         gpus_per_task=args.gpus_per_task, max_retries=args.retries)
+    build_database(cfg, pool, exit_after=int(exit_after) if exit_after else None,
+                   progress=not args.no_progress)
     return 0
 
 

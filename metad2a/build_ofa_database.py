@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from metad2a.errors import MetaD2AError
+from metad2a.errors import MetaD2AError, user_command
 
 PROG = "build_database.py"
 
@@ -89,6 +88,7 @@ def _gpus(spec: str) -> tuple[float | None, str]:
     return None, "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@user_command("interrupted; finished tasks are kept; run the same command to resume")
 def main(argv: list[str] | None = None) -> int:
     """Run the builder. User errors: one line on stderr and exit status 2."""
     from metad2a.build_database import EXIT_AFTER_ENV
@@ -99,38 +99,31 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        if args.model_name is None:
-            raise MetaD2AError("--model_name is required: predictor or generator")
-        if args.collect:
-            if args.model_name not in ("predictor", "generator"):
-                raise MetaD2AError(f"--model_name must be predictor or generator, got {args.model_name!r}")
-            collect_database(args.data_path, args.model_name)
-            return 0
-        if args.index is None or args.imgnet is None:
-            raise MetaD2AError("building a shard needs --index N and --imgnet DIR (or use --collect)")
-        gpus, device = _gpus(args.gpu)
-        cfg = OfaBuildConfig(
-            model=args.model_name, index=args.index, imgnet=Path(args.imgnet), data_path=Path(args.data_path),
-            save_path=Path(args.save_path), num_tasks=args.num_tasks, way_min=args.way_min, way_max=args.way_max,
-            way_step=args.way_step, val_per_class=args.val_per_class, bn_images=args.bn_images,
-            image_size=args.image_size, batch_size=args.batch_size, bn_batch_size=args.bn_batch_size,
-            workers=args.workers, candidates=args.candidates, eval_candidates=args.eval_candidates,
-            hs=args.hs if args.hs is not None else PREDICTOR_HS, nz=args.nz, num_sample=args.num_sample,
-            pred_num_sets=args.pred_num_sets, weights=Path(args.ofa_weights), random_init=args.random_init,
-            download=not args.no_download, seed=args.seed, retry_failed=args.retry_failed)
-        pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
-                             gpus_per_task=args.gpus_per_task if args.gpus_per_task is not None else gpus,
-                             max_retries=args.retries)
-        exit_after = os.environ.get(EXIT_AFTER_ENV)
-        build_shard(cfg, pool, exit_after=int(exit_after) if exit_after else None, progress=not args.no_progress,
-                    device=device)
-    except MetaD2AError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished tasks are kept; run the same command to resume", file=sys.stderr)
-        return 130
+    if args.model_name is None:
+        raise MetaD2AError("--model_name is required: predictor or generator")
+    if args.collect:
+        if args.model_name not in ("predictor", "generator"):
+            raise MetaD2AError(f"--model_name must be predictor or generator, got {args.model_name!r}")
+        collect_database(args.data_path, args.model_name)
+        return 0
+    if args.index is None or args.imgnet is None:
+        raise MetaD2AError("building a shard needs --index N and --imgnet DIR (or use --collect)")
+    gpus, device = _gpus(args.gpu)
+    cfg = OfaBuildConfig(
+        model=args.model_name, index=args.index, imgnet=Path(args.imgnet), data_path=Path(args.data_path),
+        save_path=Path(args.save_path), num_tasks=args.num_tasks, way_min=args.way_min, way_max=args.way_max,
+        way_step=args.way_step, val_per_class=args.val_per_class, bn_images=args.bn_images,
+        image_size=args.image_size, batch_size=args.batch_size, bn_batch_size=args.bn_batch_size,
+        workers=args.workers, candidates=args.candidates, eval_candidates=args.eval_candidates,
+        hs=args.hs if args.hs is not None else PREDICTOR_HS, nz=args.nz, num_sample=args.num_sample,
+        pred_num_sets=args.pred_num_sets, weights=Path(args.ofa_weights), random_init=args.random_init,
+        download=not args.no_download, seed=args.seed, retry_failed=args.retry_failed)
+    pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
+                         gpus_per_task=args.gpus_per_task if args.gpus_per_task is not None else gpus,
+                         max_retries=args.retries)
+    exit_after = os.environ.get(EXIT_AFTER_ENV)
+    build_shard(cfg, pool, exit_after=int(exit_after) if exit_after else None, progress=not args.no_progress,
+                device=device)
     return 0
 
 

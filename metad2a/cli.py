@@ -22,7 +22,7 @@ from metad2a.config import (
     to_dict,
 )
 from metad2a.data.catalog import SpaceCatalog, space_catalog
-from metad2a.errors import MetaD2AError
+from metad2a.errors import MetaD2AError, user_command
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.base import FlagSpec, SearchSpace
 
@@ -183,17 +183,10 @@ def _record(run_dir: Path, mode: str, argv: list[str] | None, *configs) -> None:
     (run_dir / f"config_{mode}.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
+@user_command("interrupted; checkpoints and resume_state.pt of finished epochs are kept (use --resume)")
 def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
     """Entry point of ``MetaD2A_*/main.py``: user errors become one line on stderr and exit code 2."""
-    try:
-        return run(argv, space)
-    except MetaD2AError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; checkpoints and resume_state.pt of finished epochs are kept (use --resume)",
-              file=sys.stderr)
-        return 130
+    return run(argv, space)
 
 
 def console_main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ from metad2a import __version__
 from metad2a.checkpoint import _atomic_write, read_state_dict, sidecar_path
 from metad2a.data.formats import write_bylabel
 from metad2a.data.image_sources import SOURCES, ImageSource, build_source
-from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.paths import bylabel
 
 log = logging.getLogger("metad2a.features")
@@ -389,17 +389,7 @@ def build_parser(prog: str = "process_dataset.py") -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(err: BaseException) -> str:
-    """The message of ``err`` as one line; for an error re-raised from a DataLoader worker (whose
-    message carries the worker's traceback) the last line, without the exception's class name."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if len(lines) > 1 and "Traceback" in str(err):
-        last = lines[-1]
-        prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
-        return last.removeprefix(prefix)
-    return " ".join(lines) or type(err).__name__
-
-
+@user_command("interrupted; nothing was written", also=(OSError,))
 def main(argv: list[str] | None = None, prog: str = "process_dataset.py") -> int:
     """``process_dataset.py``: user errors become one line on stderr and exit code 2."""
     from metad2a.log import setup_logging
@@ -407,23 +397,13 @@ def main(argv: list[str] | None = None, prog: str = "process_dataset.py") -> int
 
     args = build_parser(prog).parse_args(argv)
     setup_logging()
-    try:
-        get_extractor(args.extractor)
-        if args.workers < 0:
-            raise MetaD2AError(f"--workers must be >= 0, got {args.workers}")
-        device = select_device(args.gpu)
-        if device.type == "cuda":  # same numbers on every run
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        process_dataset(args.dataset, args.name, args.extractor, args.data_path, args.max_per_class,
-                        args.batch_size, device, args.seed, args.image_size, args.workers, args.download)
-    except MetaD2AError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. the output folder is not writable
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    get_extractor(args.extractor)
+    if args.workers < 0:
+        raise MetaD2AError(f"--workers must be >= 0, got {args.workers}")
+    device = select_device(args.gpu)
+    if device.type == "cuda":  # same numbers on every run
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    process_dataset(args.dataset, args.name, args.extractor, args.data_path, args.max_per_class,
+                    args.batch_size, device, args.seed, args.image_size, args.workers, args.download)
     return 0

@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from metad2a import paths
 from metad2a.checkpoint import _atomic_write
 from metad2a.data.downloads import OFA_SUPERNET_TARGET
-from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.search_spaces import ofa_mbv3 as ofa
 
 log = logging.getLogger("metad2a")
@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@user_command("interrupted")
 def main(argv: list[str] | None = None) -> int:
     """``evaluation/main.py``: user errors become one line on stderr and exit status 2."""
     from metad2a.log import setup_logging
@@ -495,25 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        if not args.data_name:
-            raise MetaD2AError("--data-name is required (cifar10, cifar100, aircraft100, pets or an image folder)")
-        cfg = FinetuneConfig(
-            data_name=args.data_name, save_path=Path(args.save_path), data_path=Path(args.data_path),
-            num_gen_arch=args.num_gen_arch, bound=args.bound, seed=args.seed, batch_size=args.batch_size,
-            test_batch_size=args.test_batch_size, num_workers=args.num_workers, lr=args.lr, momentum=args.momentum,
-            weight_decay=args.weight_decay, report_freq=max(1, int(args.report_freq)), epochs=args.epochs,
-            grad_clip=args.grad_clip, cutout=not args.no_cutout, cutout_length=args.cutout_length,
-            autoaugment=not args.no_autoaugment, drop=args.drop, drop_path=args.drop_path, img_size=args.img_size,
-            model_config=args.model_config, weights=Path(args.ofa_weights), random_init=args.random_init,
-            max_steps=args.max_steps, download=args.download)
-        finetune(cfg, select_device(args.gpu), argv)
-    except MetaD2AError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if not args.data_name:
+        raise MetaD2AError("--data-name is required (cifar10, cifar100, aircraft100, pets or an image folder)")
+    cfg = FinetuneConfig(
+        data_name=args.data_name, save_path=Path(args.save_path), data_path=Path(args.data_path),
+        num_gen_arch=args.num_gen_arch, bound=args.bound, seed=args.seed, batch_size=args.batch_size,
+        test_batch_size=args.test_batch_size, num_workers=args.num_workers, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, report_freq=max(1, int(args.report_freq)), epochs=args.epochs,
+        grad_clip=args.grad_clip, cutout=not args.no_cutout, cutout_length=args.cutout_length,
+        autoaugment=not args.no_autoaugment, drop=args.drop, drop_path=args.drop_path, img_size=args.img_size,
+        model_config=args.model_config, weights=Path(args.ofa_weights), random_init=args.random_init,
+        max_steps=args.max_steps, download=args.download)
+    finetune(cfg, select_device(args.gpu), argv)
     return 0
 
 
