@@ -32,7 +32,7 @@ test: $(VENV)/.stamp-test-$(KEY)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.stamp-test-$(KEY)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_nb201.py
 
 clean-venv:
 	rm -rf $(VENV)
