@@ -15,7 +15,7 @@ try:
 except ImportError:  # a fresh checkout without `pip install -e .`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metad2a.build_ofa_database import main
+from metad2a.build.ofa_cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

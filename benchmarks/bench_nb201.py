@@ -32,7 +32,8 @@ import torch  # noqa: E402
 from metad2a import paths  # noqa: E402
 from metad2a.checkpoint import load_trusted_data, save_data  # noqa: E402
 from metad2a.data.formats import MetaTrainFile, read_meta_train, write_bylabel, write_meta_train  # noqa: E402
-from metad2a.data.synthetic import synthetic_features, write_synthetic_nb201  # noqa: E402
+from metad2a.data.synthetic import synthetic_features  # noqa: E402
+from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201  # noqa: E402
 
 
 def build_data(data: Path) -> str:

@@ -48,15 +48,16 @@ import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from metad2a import paths  # noqa: E402
-from metad2a.config import ModelConfig  # noqa: E402
 from metad2a.data.formats import read_bylabel  # noqa: E402
 from metad2a.data.sets import sample_batch  # noqa: E402
-from metad2a.data.synthetic import write_synthetic_ofa  # noqa: E402
-from metad2a.engine.common import load_trained  # noqa: E402
-from metad2a.engine.predictor_runner import score_sets  # noqa: E402
+from metad2a.models.factory import load_trained  # noqa: E402
+from metad2a.models.predictor import score_sets  # noqa: E402
 from metad2a.nn.graph_batch import GraphBatch  # noqa: E402
-from metad2a.search_spaces import ofa_mbv3 as ofa  # noqa: E402
-from metad2a.search_spaces.ofa_oracle import load_ofa_accuracy_predictor, predict_accuracy  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy  # noqa: E402
 
 
 def difficulty(way: int) -> float:
@@ -65,7 +66,7 @@ def difficulty(way: int) -> float:
 
 
 def graphs(nets: list[dict]) -> GraphBatch:
-    sp = ofa.OFA_MBV3
+    sp = OFA_MBV3
     return GraphBatch.from_lists([sp.arch_types(n) for n in nets], [sp.arch_edges(n) for n in nets], sp.max_n)
 
 
@@ -99,7 +100,7 @@ def main() -> None:
         return 100.0 * predict_accuracy(oracle, [net])[0] - difficulty(way)
 
     t0 = time.time()
-    if not paths.collected_database(data, "predictor").is_file():
+    if not collected_database(data, "predictor").is_file():
         write_synthetic_ofa(data, num_source_classes=args.classes, ways=ways, num_predictor_entries=args.entries,
                             num_generator_entries=0, targets={}, accuracy=accuracy, noise=args.noise, seed=args.seed)
     t_data = time.time() - t0
@@ -120,10 +121,9 @@ def main() -> None:
         sys.exit(p.stdout[-3000:] + p.stderr[-3000:])
     epochs = [json.loads(x) for x in (run / "predictor" / "results.jsonl").read_text().splitlines()]
 
-    sp = ofa.OFA_MBV3
-    mc = ModelConfig(hs=512, nz=56, nvt=sp.nvt, max_n=sp.max_n, num_sample=20)
+    sp = OFA_MBV3
     ckpt = paths.model_dir(run, "predictor") / "ckpt_max_corr.pt"
-    model, _ = load_trained("predictor", sp, mc, ckpt, "", torch.device("cpu"))
+    model, _ = load_trained("predictor", ckpt, nvt=sp.nvt, max_n=sp.max_n, hs=512, nz=56, num_sample=20)
     feats = read_bylabel(paths.bylabel(data, paths.IMAGENET32))
     rng = random.Random(args.seed + 1)
     gen = torch.Generator().manual_seed(args.seed + 1)

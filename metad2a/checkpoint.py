@@ -12,8 +12,6 @@ cannot load that way; they go through ``load_trusted_data``, the only call that 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from metad2a import __version__
 from metad2a.errors import CheckpointError, DataFileError
+from metad2a.files import atomic_write
+from metad2a.version import __version__
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net_state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -30,27 +29,6 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | Path,
@@ -62,10 +40,10 @@ def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | P
     path = Path(path)
     state = model.state_dict() if isinstance(model, nn.Module) else model
     cpu_state = {k: v.detach().cpu() for k, v in state.items()}
-    _atomic_write(path, lambda f: torch.save(cpu_state, f))
+    atomic_write(path, lambda f: torch.save(cpu_state, f))
     info = {"format": "metad2a-state-dict", "metad2a_version": __version__, **dict(meta or {})}
     text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
-    _atomic_write(sidecar_path(path), lambda f: f.write(text))
+    atomic_write(sidecar_path(path), lambda f: f.write(text))
     return path
 
 
@@ -171,7 +149,7 @@ def read_record(path: str | Path, hint: str = "") -> Any:
 def save_data(obj: Any, path: str | Path) -> Path:
     """Write a data file (torch pickle) atomically."""
     path = Path(path)
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
     return path
 
 
@@ -179,7 +157,7 @@ def save_training_state(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Everything needed to resume meta-training (model, optimizer, scheduler, epoch, best metric,
     RNG), written atomically after every epoch so a crash loses at most the epoch in progress."""
     path = Path(path)
-    _atomic_write(path, lambda f: torch.save(dict(state), f))
+    atomic_write(path, lambda f: torch.save(dict(state), f))
     return path
 
 

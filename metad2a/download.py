@@ -20,7 +20,6 @@ re-downloaded everything on every run, had no checksums and wrote straight to th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import os
 import re
@@ -36,6 +35,7 @@ import requests
 from tqdm import tqdm
 
 from metad2a.errors import DownloadError, MetaD2AError
+from metad2a.files import file_sha256
 
 MIRROR_ENV = "METAD2A_MIRROR"
 PART_SUFFIX = ".part"
@@ -64,6 +64,19 @@ class ManifestEntry(NamedTuple):
 
 class _Transient(Exception):
     """A failure worth retrying: connection error, timeout, 5xx or truncated body."""
+
+
+DROPBOX = "https://www.dropbox.com/s"
+
+
+def dropbox_url(key: str, name: str) -> str:
+    """The direct-download URL of a Dropbox share ``<key>/<name>`` (the original hosting)."""
+    return f"{DROPBOX}/{key}/{name}?dl=1"
+
+
+def dropbox_entry(key: str, name: str, target_dir: str, target_name: str | None = None) -> ManifestEntry:
+    """A manifest entry for a Dropbox share saved as ``<target_dir>/<target_name or name>``."""
+    return ManifestEntry(dropbox_url(key, name), f"{target_dir}/{target_name or name}")
 
 
 def url_filename(url: str) -> str:
@@ -95,7 +108,7 @@ def is_complete(path: str | Path, size: int | None = None, sha256: str | None = 
         return False
     if size is not None and path.stat().st_size != size:
         return False
-    return sha256 is None or _sha256(path) == sha256.lower()
+    return sha256 is None or file_sha256(path) == sha256.lower()
 
 
 def download_file(
@@ -236,7 +249,7 @@ def _verify(part: Path, source: str, dest: Path, size: int | None, sha256: str |
     problem = None
     if size is not None and actual != size:
         problem = f"got {actual} bytes, expected {size}"
-    elif sha256 is not None and _sha256(part) != sha256.lower():
+    elif sha256 is not None and file_sha256(part) != sha256.lower():
         problem = "sha256 mismatch"
     if problem:
         part.unlink()
@@ -251,14 +264,6 @@ def _html_error(source: str, dest: Path) -> DownloadError:
         f"{source}: the server sent an HTML page instead of the file (the link is dead, private or "
         f"rate-limited); download it in a browser to {dest}, or set {MIRROR_ENV} to a mirror that has it"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _describe(err: requests.RequestException) -> str:

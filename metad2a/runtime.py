@@ -1,22 +1,13 @@
-"""Seeds and device selection."""
+"""Device selection."""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 
-import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA), as the original does at start-up."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def select_device(gpu: str) -> torch.device:

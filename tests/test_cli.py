@@ -1,6 +1,7 @@
 import pytest
 
-from metad2a.cli import build_parser, main, str2bool
+from metad2a.cli import main
+from metad2a.parser import build_parser, str2bool
 from metad2a.search_spaces import get_search_space
 
 NB201 = get_search_space("nasbench201")

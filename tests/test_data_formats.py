@@ -4,23 +4,22 @@ import pytest
 import torch
 
 from metad2a.checkpoint import save_data
-from metad2a.cli import _data_names, build_parser
-from metad2a.data.catalog import space_catalog
+from metad2a.cli import data_names
+from metad2a.parser import build_parser
 from metad2a.data.formats import (
     MetaTrainFile,
     read_bylabel,
     read_meta_train,
-    read_nasbench201_pt,
-    read_nb201_csv,
     write_bylabel,
     write_meta_train,
 )
+from metad2a.search_spaces.nasbench201.table import read_nasbench201_pt, read_nb201_csv
 from metad2a.data.meta_train import MetaTrainDatabase
 from metad2a.data.sets import sample_batch
-from metad2a.engine.archive import read_archive, write_archive
+from metad2a.data.archive import read_archive, write_archive
 from metad2a.errors import DataFileError
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201 import cell as nb
 from tests.conftest import shared_file
 
 
@@ -115,9 +114,9 @@ def test_archive_round_trip(tmp_path):
 
 
 def test_data_name_all_keeps_the_original_orders():
-    p = build_parser(get_search_space("nasbench201"))
-    cat = space_catalog("nasbench201")
-    g = _data_names(p.parse_args(["--model", "generator", "--data-name", "all"]), cat)
-    q = _data_names(p.parse_args(["--model", "predictor", "--data-name", "all"]), cat)
+    space = get_search_space("nasbench201")
+    p = build_parser(space)
+    g = data_names(p.parse_args(["--model", "generator", "--data-name", "all"]), space)
+    q = data_names(p.parse_args(["--model", "predictor", "--data-name", "all"]), space)
     assert g == ("cifar100", "cifar10", "mnist", "svhn", "aircraft", "pets")
     assert q == ("cifar10", "cifar100", "mnist", "svhn", "aircraft", "pets")

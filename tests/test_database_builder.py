@@ -20,14 +20,13 @@ from PIL import Image
 from metad2a.cli import console_main
 from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.image_sources import image_folder
-from metad2a.engine import database_builder as B
-from metad2a.engine.common import load_meta_train_db
-from metad2a.engine.ray_pool import RayPool, RayPoolConfig
-from metad2a.engine.results_journal import ResultsJournal
+from metad2a.build import nb201_database as B
+from metad2a.build.ray_pool import RayPool, RayPoolConfig
+from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import MetaD2AError
-from metad2a.evaluation.nb201_train import TrainRecipe
+from metad2a.search_spaces.nasbench201.train import TrainRecipe
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_nas_bench_201" / "main.py"
@@ -36,6 +35,8 @@ TINY = ["--num-tasks", "4", "--classes-per-task", "2", "--archs-per-task", "3", 
         "--C", "4", "--N", "1", "--features-per-class", "20", "--feature-image-size", "32", "--retries", "1",
         "--num-cpus", "2", "--no-progress"]
 EXIT_AFTER = 3
+KILL_AFTER = Path(__file__).with_name("kill_after.py")  # dies after K persisted results
+KILLED = 75  # its exit status
 
 
 def _needs_features() -> None:
@@ -78,9 +79,10 @@ def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_pat
     _needs_features()
     work = tmp_path
     args = ["build-database", "--dataset", str(images), "--out", str(work / "db"), *TINY]
-    proc = subprocess.Popen([sys.executable, "-m", "metad2a.cli", *args, "--ray-address", ray_session.address],
+    proc = subprocess.Popen([sys.executable, str(KILL_AFTER), str(EXIT_AFTER), "-m", "metad2a.cli", *args,
+                             "--ray-address", ray_session.address],
                             cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**_env(), "METAD2A_BUILD_EXIT_AFTER": str(EXIT_AFTER)})
+                            start_new_session=True, env=_env())
     try:
         log = proc.communicate(timeout=300)[0]
     finally:
@@ -89,7 +91,7 @@ def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_pat
         except (ProcessLookupError, PermissionError):
             pass
     out = work / "db"
-    assert proc.returncode == B.EXIT_AFTER_CODE, log[-3000:]
+    assert proc.returncode == KILLED, log[-3000:]
     before = (out / B.BUILD_RESULTS).read_text().splitlines()
     assert len(before) == EXIT_AFTER and not (out / "meta_train_tasks_predictor.pt").exists()
     plan = json.loads((out / B.BUILD_PLAN).read_text())
@@ -126,7 +128,7 @@ def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_pat
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "The number of tasks for meta-training: 11" in p.stdout
     assert (work / "results" / "predictor" / "model" / "ckpt_1.pt").is_file()
-    db = load_meta_train_db(get_search_space("nasbench201"), out, "generator", 20)
+    _, db = get_search_space("nasbench201").prepare_meta_train("generator", out, 20, lambda feature_dim: None)
     assert len(db) == 4 and db.feats[0].shape == (20, 1280)
 
 

@@ -5,7 +5,7 @@ import json
 from metad2a import demo
 from metad2a.checkpoint import read_sidecar
 from metad2a.data.formats import read_bylabel
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 
 def test_committed_files_describe_themselves():

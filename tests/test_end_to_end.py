@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from metad2a.data.formats import write_bylabel
-from metad2a.data.synthetic import synthetic_features, write_synthetic_nb201
-from metad2a.engine.archive import read_archive
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.data.synthetic import synthetic_features
+from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
+from metad2a.data.archive import read_archive
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_nas_bench_201" / "main.py"

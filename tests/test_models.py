@@ -3,7 +3,7 @@ import torch
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 
 def nb_batch(strs):

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from metad2a.errors import MetaD2AError
-from metad2a.evaluation.nb201_info import main, nb201_info
-from metad2a.evaluation.nb201_network import (
+from metad2a.search_spaces.nasbench201.info import main, nb201_info
+from metad2a.search_spaces.nasbench201.network import (
     InferCell,
     NetworkConfigError,
     ResNetBasicblock,
@@ -20,7 +20,7 @@ from metad2a.evaluation.nb201_network import (
     count_parameters_and_flops,
     tinynetwork_sizes,
 )
-from metad2a.search_spaces.nasbench201 import OPS, ArchStringError, arch_str_to_ops, ops_to_arch_str
+from metad2a.search_spaces.nasbench201.cell import OPS, ArchStringError, arch_str_to_ops, ops_to_arch_str
 from tests.conftest import REPO, shared_file
 
 SIZES_FILE = "nb201/tinynetwork_reference_sizes.json"
@@ -226,7 +226,7 @@ def test_nb201_info_main_rejects_bad_input_in_one_line(argv, capsys):
 def test_nb201_info_as_module_subprocess():
     arch = ops_to_arch_str(["nor_conv_1x1"] * 6)
     proc = subprocess.run(
-        [sys.executable, "-m", "metad2a.evaluation.nb201_info", arch, "--C", "4", "--N", "1"],
+        [sys.executable, "-m", "metad2a.search_spaces.nasbench201.info", arch, "--C", "4", "--N", "1"],
         cwd=REPO,
         capture_output=True,
         text=True,

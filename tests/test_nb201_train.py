@@ -18,12 +18,12 @@ from metad2a.data import arch_data
 from metad2a.data.formats import write_bylabel
 from metad2a.data.image_sources import build_source, image_folder
 from metad2a.data.synthetic import synthetic_features
-from metad2a.engine.archive import write_archive
+from metad2a.data.archive import write_archive
 from metad2a.errors import MetaD2AError
-from metad2a.evaluation import nb201_seeds
-from metad2a.evaluation.nb201_train import TrainRecipe, learning_rate, train_arch
+from metad2a.search_spaces.nasbench201 import seeds as nb201_seeds
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, make_scheduler, train_arch
 from metad2a.models.predictor import PredictorModel
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
 CHEAP = "|skip_connect~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|skip_connect~1|avg_pool_3x3~2|"
@@ -53,8 +53,9 @@ def _folder(root, classes=3, per_class=10, size=8):
 # --------------------------------------------------------------------------- recipe and schedule
 def test_original_recipe():
     r = TrainRecipe()
-    assert (r.epochs, r.batch_size, r.lr, r.momentum, r.nesterov, r.weight_decay, r.eta_min, r.warmup,
-            r.channel, r.num_cells) == (200, 256, 0.1, 0.9, True, 5e-4, 0.0, 0, 16, 5)
+    assert (r.epochs, r.batch_size, r.lr, r.momentum, r.nesterov, r.weight_decay, r.eta_min,
+            r.channel, r.num_cells) == (200, 256, 0.1, 0.9, True, 5e-4, 0.0, 16, 5)
+    assert r.config_dict(10)["warmup"] == 0  # the original's config key, always 0
     assert TrainRecipe.original("mnist").epochs == 50
     assert TrainRecipe.original("aircraft").epochs == TrainRecipe.original("pets").epochs == 200
     assert TrainRecipe.original("svhn").with_epochs(3).epochs == 3
@@ -63,17 +64,19 @@ def test_original_recipe():
 
 
 def test_cosine_schedule_values():
+    """Epoch e trains at eta_min + (lr - eta_min) * (1 + cos(pi * e / epochs)) / 2, the original's
+    closed form (with its warm-up of 0 epochs), for every epoch of the 200-epoch recipe."""
     r = TrainRecipe()
-    assert learning_rate(r, 0) == pytest.approx(0.1)
-    assert learning_rate(r, 100) == pytest.approx(0.05)
-    assert learning_rate(r, 199) == pytest.approx(0.05 * (1 + math.cos(math.pi * 199 / 200)))
-    assert learning_rate(r, 200) == 0.0
-    # the original's scheduler ignores the iteration fraction after warm-up: constant within an epoch
-    assert learning_rate(r, 7, 0.0) == learning_rate(r, 7, 0.99)
-    w = TrainRecipe(epochs=10, warmup=2)
-    assert [learning_rate(w, 0, f) for f in (0.0, 0.5)] == pytest.approx([0.0, 0.025])
-    assert learning_rate(w, 1, 0.5) == pytest.approx(0.075)
-    assert learning_rate(w, 2) == pytest.approx(0.1) and learning_rate(w, 11) == 0.0
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=r.lr)
+    sched = make_scheduler(opt, r)
+    rates = []
+    for _ in range(r.epochs + 1):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [r.eta_min + (r.lr - r.eta_min) * (1 + math.cos(math.pi * e / r.epochs)) / 2 for e in range(201)]
+    assert rates == pytest.approx(expected, abs=1e-12)
+    assert rates[0] == 0.1 and rates[100] == pytest.approx(0.05) and rates[200] == pytest.approx(0.0, abs=1e-12)
 
 
 # --------------------------------------------------------------------------- train_arch

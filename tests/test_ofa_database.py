@@ -24,19 +24,21 @@ from PIL import Image
 pytest.importorskip("ofa", reason="the OFA database builder needs the once-for-all package (pip install -e .[ofa])")
 
 from metad2a import paths
-from metad2a.build_ofa_database import main as build_main
+from metad2a.build.ofa_cli import main as build_main
 from metad2a.checkpoint import load_trusted_data, save_checkpoint
 from metad2a.data.formats import write_bylabel
-from metad2a.data.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files
+from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files
 from metad2a.data.synthetic import synthetic_features
-from metad2a.engine import ofa_database_builder as OB
-from metad2a.engine.build_jobs import EXIT_AFTER_CODE
-from metad2a.engine.ray_pool import RayPool, RayPoolConfig
+from metad2a.build import ofa_database as OB
+from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.models.predictor import PredictorModel
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "MetaD2A_ofa" / "build_database.py"
+KILL_AFTER = Path(__file__).with_name("kill_after.py")  # dies after K persisted results
+KILLED = 75  # its exit status
 TINY = ["--gpu", "cpu", "--random-init", "--way-min", "2", "--way-max", "5", "--way-step", "1",
         "--val-per-class", "3", "--bn-images", "8", "--bn-batch-size", "4", "--image-size", "32", "--retries", "1", "--no-progress"]
 NUM_CLASSES = 12
@@ -100,9 +102,10 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
     work = in_work_dir
     shard0 = ["--model_name", "predictor", "--index", "0", "--imgnet", str(imnet), "--num-tasks", "5", *TINY,
               *ONE_AT_A_TIME]
-    proc = subprocess.Popen([sys.executable, str(BUILD), *shard0, "--ray-address", ray_session.address], cwd=work,
+    proc = subprocess.Popen([sys.executable, str(KILL_AFTER), "2", str(BUILD), *shard0,
+                             "--ray-address", ray_session.address], cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**_env(), "METAD2A_BUILD_EXIT_AFTER": "2"})
+                            env=_env())
     try:
         out = proc.communicate(timeout=300)[0]
     finally:
@@ -110,10 +113,10 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    assert proc.returncode == EXIT_AFTER_CODE, out[-3000:]
-    journal = paths.ofa_build_file("data", "predictor", 0, "results")
+    assert proc.returncode == KILLED, out[-3000:]
+    journal = OB.build_file("data", "predictor", 0, "results")
     before = _lines(journal)
-    assert len(before) == 2 and not paths.ofa_shard("data", "predictor", 0).exists()
+    assert len(before) == 2 and not OB.shard_file("data", "predictor", 0).exists()
 
     assert build_main(shard0) == 0  # resume, in this process's Ray instance
     assert "2 tasks already done, 3 to do" in capsys.readouterr().out
@@ -127,7 +130,7 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
     assert (work / "data/predictor/txt_1.txt").read_text().endswith("save 4 database, 1 id\n")
 
     # the plan: seeded image choices, sorted class lists, subnets of the space
-    plan = json.loads(paths.ofa_build_file("data", "predictor", 0, "plan").read_text())
+    plan = json.loads(OB.build_file("data", "predictor", 0, "plan").read_text())
     folder = ImagenetFolder.open(imnet)
     assert plan["wnids"] == folder.wnids and plan["val_files"] == choose_val_files(folder, 3, 333)
     assert plan["bn_files"] == choose_train_files(folder, 8, 333) and len(set(plan["bn_files"])) == 8
@@ -137,9 +140,9 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
 
     assert build_main(["--model_name", "predictor", "--collect"]) == 0
     assert "The number of database: 9" in capsys.readouterr().out
-    db = load_trusted_data(paths.collected_database("data", "predictor"))
+    db = load_trusted_data(collected_database("data", "predictor"))
     assert len(db) == 9
-    plan1 = json.loads(paths.ofa_build_file("data", "predictor", 1, "plan").read_text())
+    plan1 = json.loads(OB.build_file("data", "predictor", 1, "plan").read_text())
     shard_tasks = plan["tasks"] + plan1["tasks"]
     for e, t in zip(db, shard_tasks):  # shard 0 then shard 1, plan order
         assert set(e) == {"loss", "top1", "top5", "net", "class", "params", "flops", "test_transform"}
@@ -183,15 +186,15 @@ def test_generator_shard_ranks_candidates_and_records_failures(imnet, ray_sessio
     one_at_a_time = {"cpus_per_task": 2.0}  # the warm worker of the test above; a second costs seconds to start
     summary = OB.build_shard(cfg, RayPoolConfig(max_retries=1, **one_at_a_time), job_fn=_fail_task1, progress=False)
     assert (summary["ok"], summary["failed"], summary["entries"]) == (2, 1, 2)
-    journal = paths.ofa_build_file(cfg.data_path, "generator", 3, "results")
+    journal = OB.build_file(cfg.data_path, "generator", 3, "results")
     records = {r["key"]: r for r in map(json.loads, _lines(journal))}
     assert records["1"]["status"] == "failed" and records["1"]["attempts"] == 2
     assert "injected failure" in records["1"]["error"]
 
-    plan = json.loads(paths.ofa_build_file(cfg.data_path, "generator", 3, "plan").read_text())
+    plan = json.loads(OB.build_file(cfg.data_path, "generator", 3, "plan").read_text())
     scores, _ = OB.score_candidates(cfg, plan["tasks"])  # planning-time ranking is reproducible
     assert scores == [t["scores"] for t in plan["tasks"]]
-    shard = load_trusted_data(paths.ofa_shard(cfg.data_path, "generator", 3))
+    shard = load_trusted_data(OB.shard_file(cfg.data_path, "generator", 3))
     for e, key in zip(shard, ("0", "2")):
         t = plan["tasks"][int(key)]
         assert t["chosen"] == int(np.argmax(t["scores"])) and len(t["nets"]) == 3
@@ -209,7 +212,7 @@ def test_generator_shard_ranks_candidates_and_records_failures(imnet, ray_sessio
 
 
 def test_command_lines_and_user_errors(imnet, in_work_dir, capsys):
-    p = __import__("metad2a.build_ofa_database", fromlist=["build_parser"]).build_parser()
+    p = __import__("metad2a.build.ofa_cli", fromlist=["build_parser"]).build_parser()
     a = p.parse_args("--gpu 0,1,2,3 --model_name predictor --index 0 --imgnet /x --hs 512 --nz 56".split())
     assert (a.gpu, a.model_name, a.index, a.imgnet, a.hs, a.batch_size, a.seed) == ("0,1,2,3", "predictor", 0, "/x",
                                                                                    512, 32, 333)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from metad2a.cli import main
-from metad2a.data.collected_database import train_statistics
-from metad2a.data.synthetic import write_synthetic_ofa
-from metad2a.engine.archive import read_archive
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.search_spaces.ofa_mbv3.collected_database import train_statistics
+from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa
+from metad2a.data.archive import read_archive
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_ofa" / "main.py"
@@ -153,4 +153,4 @@ def test_search_per_set_own_dataset_in_process(trained, monkeypatch):
     _, lines = read_archive(out / "generated_arch" / "run_1.txt", first_token=False)
     assert len(set(lines)) == 4 and lines[0] == run["top1_arch"]
     cfg = json.loads((d / "results" / "generator" / "config_test.json").read_text())
-    assert cfg["MetaTestConfig"]["pool_sets"] is False
+    assert cfg["OfaOptions"]["ofa_per_set"] is True and cfg["LoopStyle"]["pooled_search"] is False

@@ -6,22 +6,26 @@ import random
 import pytest
 import torch
 
-from metad2a import paths
 from metad2a.checkpoint import save_data
-from metad2a.cli import build_parser, main
+from metad2a.cli import main
+from metad2a.parser import build_parser
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
 from metad2a.data.catalog import DatasetInfo
-from metad2a.data.collected_database import load_or_make_splits, split_indices, train_statistics
+from metad2a.data.formats import write_bylabel
+from metad2a.search_spaces.ofa_mbv3.collected_database import load_or_make_splits, split_indices, train_statistics
 from metad2a.data.meta_test import TargetDataset
-from metad2a.data.synthetic import synthetic_features, synthetic_ofa_entry, write_synthetic_ofa
-from metad2a.engine.common import encode_ragged
+from metad2a.data.synthetic import synthetic_features
+from metad2a.engine.runner import encode_ragged
 from metad2a.engine.generator_runner import GeneratorRunner
 from metad2a.engine.predictor_runner import PredictorRunner
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database
+from metad2a.search_spaces.ofa_mbv3.space import OfaOptions
+from metad2a.search_spaces.ofa_mbv3.synthetic import synthetic_ofa_entry, write_synthetic_ofa
 
 OFA = get_search_space("ofa_mbv3")
 README_COMMANDS = [  # ORIGINAL.md §3.3, run from inside MetaD2A_ofa/
@@ -92,7 +96,7 @@ def test_split_rule_70_15_15_deterministic(tmp_path):
     assert a["test"] == perm[:15] and a["valid"] == perm[15:30] and a["train"] == perm[30:]
 
     db = small_database(101)
-    save_data(db, paths.collected_database(tmp_path, "predictor"))
+    save_data(db, collected_database(tmp_path, "predictor"))
     torch.manual_seed(333)
     first = load_or_make_splits(tmp_path, "predictor")
     assert first["train"].acc == [db[i]["top1"] for i in a["train"]]
@@ -104,7 +108,7 @@ def test_split_rule_70_15_15_deterministic(tmp_path):
 
 
 def test_too_small_database_is_a_clear_error(tmp_path):
-    save_data(small_database(6), paths.collected_database(tmp_path, "generator"))
+    save_data(small_database(6), collected_database(tmp_path, "generator"))
     with pytest.raises(Exception, match="at least 7 tasks"):
         load_or_make_splits(tmp_path, "generator")
 
@@ -131,26 +135,26 @@ def test_generator_steps_per_sample_or_per_batch(per_sample, tmp_path, monkeypat
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or orig(self, *a, **k))
     rc = RunConfig(space="ofa_mbv3", model="generator", test=False, save_path=tmp_path / "r", data_path=tmp_path)
     mc = ModelConfig(hs=8, nz=8, nvt=ofa.NVT, max_n=ofa.MAX_N)
-    GeneratorRunner(OFA, rc, mc, torch.device("cpu")).meta_train(
-        TrainConfig(max_epoch=1, save_epoch=1, batch_size=32, step_per_sample=per_sample))
+    GeneratorRunner(OFA, rc, mc, torch.device("cpu"), OfaOptions(ofa_per_set=not per_sample)).meta_train(
+        TrainConfig(max_epoch=1, save_epoch=1, batch_size=32))
     assert len(steps) == (8 if per_sample else 1)  # 10 tasks -> 1 test, 1 valid, 8 train; one batch
 
 
 def test_oracle_accuracies_as_ground_truth(tmp_path):
-    from metad2a.engine.common import load_collected_db
-    from metad2a.search_spaces.ofa_oracle import load_ofa_accuracy_predictor, predict_accuracy
+    from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy
     from tests.conftest import shared_file
 
     oracle = load_ofa_accuracy_predictor(shared_file("ofa/ofa_mbv3_acc_predictor.pth"))
     write_synthetic_ofa(tmp_path, num_source_classes=6, rows_per_class=20, feature_dim=16, ways=(2, 3),
                         num_predictor_entries=20, num_generator_entries=0, targets={}, noise=0.0,
                         accuracy=lambda net, way: 100 * predict_accuracy(oracle, [net])[0])
-    db = torch.load(paths.collected_database(tmp_path, "predictor"), weights_only=False)
+    db = torch.load(collected_database(tmp_path, "predictor"), weights_only=False)
     truth = predict_accuracy(oracle, [e["net"] for e in db])
     assert [e["top1"] for e in db] == pytest.approx([100 * t for t in truth], abs=1e-4)
     assert 60 < min(e["top1"] for e in db) and max(e["top1"] for e in db) < 85  # ImageNet-like top-1
     feats = synthetic_features(6, 20, 16, torch.Generator().manual_seed(0))
-    mdb = load_collected_db(OFA, tmp_path, "predictor", 20, feats)
+    write_bylabel(feats, tmp_path / "imgnet32bylabel.pt")
+    _, mdb = OFA.prepare_meta_train("predictor", tmp_path, 20, lambda feature_dim: None)
     b = next(mdb.batches("train", 32, shuffle=False))
     torch.testing.assert_close(b.y, ((b.acc - mdb.mean) / mdb.std) / 100)
     assert [len(x) for x in b.xs] == [20 * len(c) for c in mdb.classes["train"]]
@@ -192,7 +196,8 @@ def chain(archs):
 
 def test_pooled_search_one_graph_per_100_sets(setup):
     runner, gen, pred, target, calls, enc, dec = setup
-    tc = MetaTestConfig(data_names=("toy",), pool_sets=True)
+    tc = MetaTestConfig(data_names=("toy",))
+    assert runner.loop.pooled_search  # the default: the original loop
     res = runner.search(gen, pred, target, 3, tc, generator=torch.Generator().manual_seed(0))
     # ONE set of 100 * 3 classes * 20 rows per loader batch -> one latent -> one graph
     assert calls["encode"] == [(1, 100 * 3 * 20, 16)] * 3 and calls["decode"] == [(1, 8)] * 3
@@ -216,7 +221,8 @@ def test_pooled_search_one_graph_per_100_sets(setup):
 
 def test_per_set_search_one_graph_per_set(setup):
     runner, gen, pred, target, calls, enc, dec = setup
-    tc = MetaTestConfig(data_names=("toy",), pool_sets=False, pred_num_sets=10)
+    runner = GeneratorRunner(OFA, runner.run, runner.mc, runner.device, OfaOptions(ofa_per_set=True))
+    tc = MetaTestConfig(data_names=("toy",), pred_num_sets=10)
     res = runner.search(gen, pred, target, 3, tc, generator=torch.Generator().manual_seed(0))
     assert calls["encode"] == [(100, 3 * 20, 16)] and calls["decode"] == [(100, 8)]
     assert res.decoded == 100 and res.scores == sorted(res.scores, reverse=True)

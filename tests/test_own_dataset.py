@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from metad2a.data.formats import read_bylabel
-from metad2a.data.synthetic import write_synthetic_nb201
-from metad2a.engine.archive import read_archive
+from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
+from metad2a.data.archive import read_archive
 
 REPO = Path(__file__).resolve().parents[1]
 FRONT = REPO / "MetaD2A_nas_bench_201"

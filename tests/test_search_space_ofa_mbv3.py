@@ -7,9 +7,10 @@ import torch
 from metad2a.errors import MetaD2AError
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3
 from metad2a.search_spaces.dag import make_graph
-from metad2a.search_spaces.ofa_oracle import load_ofa_accuracy_predictor, predict_accuracy
+from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy
 from tests.conftest import shared_file
 
 LARGEST = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}
@@ -24,7 +25,7 @@ def _random_archs(n, seed=0):
 def test_constants_and_registry():
     assert (ofa.NVT, ofa.MAX_N, ofa.NVT_FLAG, ofa.NUM_LAYERS) == (29, 22, 27, 20)
     space = get_search_space("ofa_mbv3")
-    assert space is ofa.OFA_MBV3
+    assert space is OFA_MBV3
     assert (space.nvt, space.max_n, space.start_type, space.end_type) == (29, 22, 0, 1)
     assert space.nvt - space.nvt_flag_offset == 27 and space.default_num_gen_arch == 200
 
@@ -59,7 +60,7 @@ def test_random_dict_round_trips():
     types = [ofa.arch_dict_to_types(a) for a in archs[:500]]
     batch = GraphBatch.from_lists(types, [ofa.CHAIN_EDGES] * 500, 22)
     assert bool(batch.dag_valid_mask(0, 1).all())
-    assert [ofa.OFA_MBV3.arch_from_types(t) for t, _ in batch.to_lists()] == archs[:500]
+    assert [OFA_MBV3.arch_from_types(t) for t, _ in batch.to_lists()] == archs[:500]
 
 
 def test_sampler_is_uniform_like_ofa():
@@ -74,7 +75,7 @@ def test_sampler_is_uniform_like_ofa():
 
 
 def test_arch_key_is_canonical():
-    space = ofa.OFA_MBV3
+    space = OFA_MBV3
     a = _random_archs(1)[0]
     # other key order, tuples, and the 'wid': None of OFA's sample_active_subnet
     copy = {"d": tuple(a["d"]), "e": list(a["e"]), "ks": list(a["ks"]), "wid": None}

@@ -14,8 +14,8 @@ try:
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from metad2a.data.downloads import NB201
 from metad2a.download import download_main
+from metad2a.search_spaces.nasbench201.downloads import MANIFEST as NB201
 
 if __name__ == "__main__":
     sys.exit(download_main(NB201["get_checkpoint"], description=__doc__.splitlines()[0]))

@@ -16,7 +16,7 @@ try:
 except ImportError:  # a fresh checkout without `pip install -e .`: use the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from metad2a.evaluation.ofa_finetune import main
+from metad2a.search_spaces.ofa_mbv3.finetune import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

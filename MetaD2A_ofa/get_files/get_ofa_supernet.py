@@ -16,8 +16,8 @@ try:
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from metad2a.data.downloads import OFA
 from metad2a.download import download_main
+from metad2a.search_spaces.ofa_mbv3.downloads import MANIFEST as OFA
 
 if __name__ == "__main__":
     sys.exit(download_main(OFA["get_ofa_supernet"], description=__doc__.splitlines()[0]))

@@ -14,8 +14,8 @@ try:
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from metad2a.data.downloads import OFA_PREDICTOR_DATABASE_UNAVAILABLE
 from metad2a.download import unavailable_main
+from metad2a.search_spaces.ofa_mbv3.downloads import PREDICTOR_DATABASE_UNAVAILABLE
 
 if __name__ == "__main__":
-    sys.exit(unavailable_main(OFA_PREDICTOR_DATABASE_UNAVAILABLE, description=__doc__.splitlines()[0]))
+    sys.exit(unavailable_main(PREDICTOR_DATABASE_UNAVAILABLE, description=__doc__.splitlines()[0]))

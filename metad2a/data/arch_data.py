@@ -7,7 +7,7 @@ The original trains on the **training** split and evaluates every epoch on three
 Transforms (no augmentation), as the original's ``get_datasets``: ``Resize((32, 32))`` ->
 ``ToTensor`` -> ``Normalize(mean, std)``, with grey images repeated to three channels (MNIST; we
 convert to RGB before ``ToTensor``, which gives the same tensor). Normalisation per dataset
-(:data:`TRAIN_NORMS`): MNIST 0.1307/0.3081, SVHN and CIFAR their own statistics, aircraft and pets the
+(:data:`metad2a.data.imaging.DATASET_NORMS`): MNIST 0.1307/0.3081, SVHN and CIFAR their own statistics, aircraft and pets the
 ImageNet mean/std; data the original never trained on (scikit-learn ``digits``, image folders) use the
 ImageNet mean/std too.
 
@@ -29,19 +29,10 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from metad2a.data.image_sources import RAW_DATA, SOURCES, ImageSource, build_source, image_folder
+from metad2a.data.imaging import dataset_normalisation, to_rgb
 from metad2a.errors import DataFileError
 
 IMAGE_SIZE = 32
-IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-TRAIN_NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
-    "svhn": ((0.4376821, 0.4437697, 0.47280442), (0.19803012, 0.20101562, 0.19703614)),
-    "cifar10": (tuple(v / 255 for v in (125.3, 123.0, 113.9)), tuple(v / 255 for v in (63.0, 62.1, 66.7))),
-    "cifar100": (tuple(v / 255 for v in (129.3, 124.1, 112.4)), tuple(v / 255 for v in (68.2, 65.4, 70.4))),
-    "aircraft": IMAGENET_NORM,
-    "aircraft100": IMAGENET_NORM,
-    "pets": IMAGENET_NORM,
-}
 TEST_SPLIT_SEED = 0
 NO_RAW_FILES = ("digits",)  # bundled with scikit-learn: no folder under raw-data/
 EVAL_LOADERS = ("ori-test", "x-valid", "x-test")
@@ -57,21 +48,12 @@ GET_RAW_DATA = {
 }
 
 
-def normalisation(key: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of the training transform for a dataset key (ImageNet's for unknown data)."""
-    return TRAIN_NORMS.get(key or "", IMAGENET_NORM)
-
-
-def _to_rgb(img: Any) -> Any:
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
 def image_transform(key: str | None, size: int = IMAGE_SIZE) -> Callable[[Any], torch.Tensor]:
     """PIL image -> normalised float tensor ``[3, size, size]`` (the original's test = train transform)."""
     from torchvision import transforms as T
 
-    mean, std = normalisation(key)
-    return T.Compose([T.Lambda(_to_rgb), T.Resize((size, size)), T.ToTensor(), T.Normalize(mean, std)])
+    mean, std = dataset_normalisation(key)
+    return T.Compose([T.Lambda(to_rgb), T.Resize((size, size)), T.ToTensor(), T.Normalize(mean, std)])
 
 
 def pixels_transform(size: int = IMAGE_SIZE) -> Callable[[Any], torch.Tensor]:
@@ -79,12 +61,12 @@ def pixels_transform(size: int = IMAGE_SIZE) -> Callable[[Any], torch.Tensor]:
     (normalise later with :func:`normalise_pixels`)."""
     from torchvision import transforms as T
 
-    return T.Compose([T.Lambda(_to_rgb), T.Resize((size, size)), T.PILToTensor()])
+    return T.Compose([T.Lambda(to_rgb), T.Resize((size, size)), T.PILToTensor()])
 
 
 def normalise_pixels(pixels: torch.Tensor, key: str | None) -> torch.Tensor:
     """uint8 ``[..., 3, H, W]`` -> the float tensor :func:`image_transform` gives for the same image."""
-    mean, std = normalisation(key)
+    mean, std = dataset_normalisation(key)
     x = pixels.float().div_(255.0)
     return x.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
 
@@ -114,7 +96,7 @@ def test_halves(n: int, seed: int = TEST_SPLIT_SEED) -> tuple[list[int], list[in
 
 @dataclass
 class ArchTrainingData:
-    """What :func:`metad2a.evaluation.nb201_train.train_arch` trains and evaluates on.
+    """What :func:`metad2a.search_spaces.nasbench201.train.train_arch` trains and evaluates on.
 
     Attributes:
         name: dataset name.

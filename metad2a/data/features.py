@@ -30,7 +30,6 @@ image folder are supported; ``--max-per-class`` takes a seeded random subset per
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -42,28 +41,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from metad2a import __version__
-from metad2a.checkpoint import _atomic_write, read_state_dict, sidecar_path
+from metad2a.checkpoint import read_state_dict, sidecar_path
 from metad2a.data.formats import write_bylabel
 from metad2a.data.image_sources import SOURCES, ImageSource, build_source
+from metad2a.data.imaging import DATASET_NORMS, IMAGENET_MEAN, IMAGENET_STD, to_rgb
 from metad2a.errors import DataFileError, MetaD2AError, user_command
+from metad2a.files import write_json
 from metad2a.paths import bylabel
+from metad2a.seeding import subset_generator
+from metad2a.version import __version__
 
 log = logging.getLogger("metad2a.features")
 
 DEFAULT_NUM_SAMPLE = 20  # rows per class the meta-test loaders draw (--num-sample)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LITE0_MEAN, LITE0_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3  # (x*255 - 127) / 128
 LITE0_TIMM = "tf_efficientnet_lite0"
-
-# the original process_dataset.py's Normalize() per dataset (ORIGINAL.md §2.4)
-ORIGINAL_NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
-    "svhn": ((0.4376821, 0.4437697, 0.47280442), (0.19803012, 0.20101562, 0.19703614)),
-    "cifar10": (tuple(v / 255 for v in (125.3, 123.0, 113.9)), tuple(v / 255 for v in (63.0, 62.1, 66.7))),
-    "cifar100": (tuple(v / 255 for v in (129.3, 124.1, 112.4)), tuple(v / 255 for v in (68.2, 65.4, 70.4))),
-}
-
 
 # --------------------------------------------------------------------------- extractors
 @dataclass(frozen=True)
@@ -166,7 +158,7 @@ def map_by_position(src: Mapping[str, torch.Tensor], dst: Mapping[str, torch.Ten
 EXTRACTORS: dict[str, ExtractorSpec] = {
     "resnet18": ExtractorSpec(
         "resnet18", 512, 32, "square", IMAGENET_MEAN, IMAGENET_STD,
-        "torchvision ResNet18_Weights.IMAGENET1K_V1", build_resnet18, ORIGINAL_NORMS,
+        "torchvision ResNet18_Weights.IMAGENET1K_V1", build_resnet18, DATASET_NORMS,
     ),
     "efficientnet_lite0": ExtractorSpec(
         "efficientnet_lite0", 1280, 224, "crop", LITE0_MEAN, LITE0_STD,
@@ -183,11 +175,6 @@ def get_extractor(name: str) -> ExtractorSpec:
 
 
 # --------------------------------------------------------------------------- transform and selection
-def _to_rgb(img: Any) -> Any:
-    """Any PIL image -> RGB (grey is repeated to three channels), before ToTensor/Normalize."""
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
 def make_transform(spec: ExtractorSpec, image_size: int | None = None,
                    dataset_key: str | None = None) -> Callable:
     """PIL image -> normalised ``[3, s, s]`` tensor for ``spec``."""
@@ -196,7 +183,7 @@ def make_transform(spec: ExtractorSpec, image_size: int | None = None,
     s = image_size or spec.image_size
     mean, std = spec.normalisation(dataset_key)
     resize = [T.Resize((s, s))] if spec.resize == "square" else [T.Resize(s), T.CenterCrop(s)]
-    return T.Compose([T.Lambda(_to_rgb), *resize, T.ToTensor(), T.Normalize(mean, std)])
+    return T.Compose([T.Lambda(to_rgb), *resize, T.ToTensor(), T.Normalize(mean, std)])
 
 
 def describe_resize(spec: ExtractorSpec, image_size: int) -> str:
@@ -217,7 +204,7 @@ def select_indices(targets: Sequence[int], num_classes: int, max_per_class: int 
     if max_per_class is not None:
         for c, idx in enumerate(per_class):
             if len(idx) > max_per_class:
-                g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+                g = subset_generator(seed, c)
                 pick = torch.randperm(len(idx), generator=g)[:max_per_class].sort().values
                 per_class[c] = [idx[j] for j in pick.tolist()]
     return per_class
@@ -344,8 +331,7 @@ def process_dataset(dataset: str, name: str | None = None, extractor: str = "eff
         "max_per_class": max_per_class, "seed": seed, "batch_size": batch_size, "device": str(device),
         "torch": torch.__version__,
     }
-    text = (json.dumps(info, indent=2) + "\n").encode()
-    _atomic_write(sidecar_path(out), lambda f: f.write(text))
+    write_json(sidecar_path(out), info)
     log.info("wrote %s (%d classes x %d) and %s", out, len(feats), spec.feature_dim, sidecar_path(out).name)
     return out
 

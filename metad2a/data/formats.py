@@ -5,14 +5,10 @@
 - ``meta_train_tasks_{generator,predictor}.pt``: dict of parallel lists ``acc`` (percent),
   ``task`` (index into the task list) and ``graph`` (igraph; the DiffusionNAG copy calls it ``g``),
   plus ``<same>_idx.pt``: a permutation whose first 400 entries are the validation split.
-- ``nasbench201.pt``: ``{'arch': {'str': [...], 'igraph': [...], 'matrix': [...]},
-  'test-acc': {'cifar10': [...], 'cifar100': [...]}}`` aligned lists.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,53 +101,3 @@ def write_meta_train(mt: MetaTrainFile, path: str | Path, idx_path: str | Path) 
     """Write in the original layout (graphs under the original key ``graph``)."""
     save_data({"acc": list(mt.acc), "task": list(mt.task), "graph": list(mt.graphs)}, path)
     save_data(torch.tensor(mt.perm, dtype=torch.long), idx_path)
-
-
-# --------------------------------------------------------------------------- accuracy tables
-@dataclass
-class AccuracyTable:
-    """NB201 accuracy (%) per architecture string, per dataset."""
-
-    acc: dict[str, dict[str, float]]  # dataset -> arch_str -> accuracy
-    source: str
-
-    def lookup(self, dataset: str, arch_str: str) -> float | None:
-        return self.acc.get(dataset, {}).get(arch_str)
-
-    def has(self, dataset: str) -> bool:
-        return dataset in self.acc
-
-
-def read_nasbench201_pt(path: str | Path, hint: str = "") -> AccuracyTable:
-    data = load_trusted_data(path, hint)
-    try:
-        strs = list(data["arch"]["str"])
-        accs = {k: dict(zip(strs, map(float, v))) for k, v in data["test-acc"].items()}
-    except (KeyError, TypeError) as e:
-        raise DataFileError(f"{path}: expected keys ['arch']['str'] and ['test-acc'][dataset] ({e})") from e
-    return AccuracyTable(accs, str(path))
-
-
-# column of ../shared/data/nb201/nb201_merged.csv.gz used for each data name (200-epoch test acc,
-# the figure the original reads from nasbench201.pt)
-CSV_COLUMNS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep",
-               "imagenet16_120": "imagenet16_120_test_200ep"}
-
-
-def read_nb201_csv(path: str | Path) -> AccuracyTable:
-    """The NB201 ground-truth table as CSV (optionally gzipped) with ``arch_str`` and
-    ``<dataset>_test_200ep`` columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found; pass the NB201 table CSV with --nb201-table")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
-        raise DataFileError(f"{path}: cannot read the CSV table ({e})") from e
-    if not rows or "arch_str" not in rows[0]:
-        raise DataFileError(f"{path}: expected a CSV with an 'arch_str' column")
-    acc = {name: {r["arch_str"]: float(r[col]) for r in rows if r.get(col) not in (None, "")}
-           for name, col in CSV_COLUMNS.items() if col in rows[0]}
-    return AccuracyTable(acc, str(path))

@@ -38,6 +38,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.seeding import subset_generator
 
 RAW_DATA = "raw-data"
 SPLITS = (None, "train", "test")
@@ -169,7 +170,7 @@ def holdout_split(source: ImageSource, split: str, fraction: float = HOLDOUT_FRA
         if len(idx) < 2:
             continue
         k = min(len(idx) - 1, max(1, round(fraction * len(idx))))
-        g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+        g = subset_generator(seed, c)
         test.update(idx[j] for j in torch.randperm(len(idx), generator=g)[:k].tolist())
     keep = [i for i in range(len(source.targets)) if (i in test) == (split == "test")]
     targets = [source.targets[i] for i in keep]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from metad2a import paths
-from metad2a.data.catalog import DatasetInfo, dataset_info
+from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel
 from metad2a.data.sets import check_rows, sample_batch
 from metad2a.errors import DataFileError
@@ -35,8 +35,8 @@ class TargetDataset:
         each -> [count, C*num_sample, D]."""
         return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator)
 
-def load_target(data_path: Path, name: str, num_sample: int, num_class: int | None = None,
-                feature_dim: int | None = None, space: str = "nasbench201") -> TargetDataset:
+def load_target(data_path: Path, name: str, num_sample: int, info: DatasetInfo,
+                feature_dim: int | None = None) -> TargetDataset:
     """Load ``<data>/<name>bylabel.pt``; the class count comes from ``--num-class``, the space's
     catalog, or the file itself (your own dataset).
 
@@ -46,9 +46,8 @@ def load_target(data_path: Path, name: str, num_sample: int, num_class: int | No
     """
     path = paths.bylabel(data_path, name)
     feats = read_bylabel(path, hint=HOW_TO_GET_FEATURES)
-    info = dataset_info(name, num_class, space)
-    if info.num_classes == 0:  # not in the catalog and no --num-class: every class of the file
-        info = dataset_info(name, len(feats), space)
+    if info.num_classes == 0:  # not in the space's list and no --num-class: every class of the file
+        info = replace(info, num_classes=len(feats))
     if info.num_classes > len(feats) or info.num_classes < 1:
         raise DataFileError(f"{path}: has {len(feats)} classes, but {info.num_classes} are requested "
                             f"(--num-class); pass --num-class {len(feats)} or fewer")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -21,6 +22,25 @@ def num_valid(n: int) -> int:
     return ORIGINAL_NUM_VALID if n > 2 * ORIGINAL_NUM_VALID else max(1, n // 10)
 
 
+def normalise_accuracy(acc: torch.Tensor | float, mean: float, std: float) -> torch.Tensor | float:
+    """The predictor's target: ``((acc - mean) / std) / 100`` (accuracy in percent; the mean and
+    std of the training split)."""
+    return ((acc - mean) / std) / 100.0
+
+
+def denormalise_accuracy(y: torch.Tensor | float, mean: float, std: float) -> torch.Tensor | float:
+    """Inverse of ``normalise_accuracy``: a predictor output back to an accuracy in percent."""
+    return y * 100.0 * std + mean
+
+
+def predicted_accuracy(score: float, meta: Mapping[str, Any]) -> float | None:
+    """A predictor score in percent, given its checkpoint's sidecar (``acc_mean``/``acc_std`` of the
+    split it was trained on); None when the sidecar does not say (the released checkpoints)."""
+    if meta.get("acc_mean") is None or meta.get("acc_std") is None:
+        return None
+    return float(denormalise_accuracy(score, float(meta["acc_mean"]), float(meta["acc_std"])))
+
+
 @dataclass
 class Batch:
     x: torch.Tensor  # [b, c*n, d]
@@ -29,8 +49,55 @@ class Batch:
     acc: torch.Tensor  # [b] accuracy in percent
 
 
-class MetaTrainDatabase:
-    """Splits, normalisation and batch sampling over one meta-train file.
+@dataclass
+class RaggedBatch:
+    """A batch of tasks with different class counts: the sets cannot be stacked."""
+
+    xs: list[torch.Tensor]  # b sets, each [c_i*n, d]
+    graphs: GraphBatch
+    y: torch.Tensor  # [b] normalised accuracy ((acc - mean) / std) / 100
+    acc: torch.Tensor  # [b] accuracy in percent
+
+
+class _MetaTrainBase:
+    """What both databases share: the feature source, splits, normalisation and batch counts.
+
+    Subclasses set ``feats``, ``num_sample``, ``split`` (split name -> entry indices), ``mean`` and
+    ``std``, and implement ``batches``.
+    """
+
+    feats: Sequence[torch.Tensor]
+    num_sample: int
+    split: dict[str, list[int]]
+    mean: float
+    std: float
+
+    def _check_classes(self, classes: Sequence[Sequence[int]], source: str, id_offset: int) -> None:
+        """Every class id must index ``feats`` and have ``num_sample`` rows; ``id_offset`` is added
+        back in the message so that it shows the ids as the file stores them."""
+        used = sorted({c for cl in classes for c in cl})
+        if used and (used[0] < 0 or used[-1] >= len(self.feats)):
+            raise ValueError(f"{source}: task class ids reach {used[-1] + id_offset}, "
+                             f"but the feature file has {len(self.feats)} classes")
+        check_rows(self.feats, used, self.num_sample, source)
+
+    def _set_statistics(self, mean: float, std: float) -> None:
+        self.mean = float(mean)
+        # one training entry has no std (nan in the original); keep training possible
+        self.std = float(std) if math.isfinite(std) and std > 0 else 1.0
+
+    def normalise(self, acc: torch.Tensor) -> torch.Tensor:
+        return normalise_accuracy(acc, self.mean, self.std)
+
+    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
+        return denormalise_accuracy(y, self.mean, self.std)
+
+    def num_batches(self, mode: str, batch_size: int) -> int:
+        return -(-len(self.split[mode]) // batch_size)
+
+
+class MetaTrainDatabase(_MetaTrainBase):
+    """Splits, normalisation and batch sampling over one meta-train file of equal-sized tasks.
 
     Args:
         mt: the parsed file.
@@ -46,29 +113,16 @@ class MetaTrainDatabase:
         self.feats = feats
         self.num_sample = num_sample
         self.task_classes = [[c - class_offset for c in tasks[t]] for t in mt.task]
-        used = sorted({c for cl in self.task_classes for c in cl})
-        if used and (used[0] < 0 or used[-1] >= len(feats)):
-            raise ValueError(f"{source}: task class ids reach {used[-1] + class_offset}, "
-                             f"but the feature file has {len(feats)} classes")
-        check_rows(feats, used, num_sample, source)
+        self._check_classes(self.task_classes, source, class_offset)
         self.graphs = GraphBatch.from_graphs(mt.graphs, max_n)
         self.acc = torch.tensor(mt.acc, dtype=torch.float32)
         nv = num_valid(len(mt.perm))
         self.split = {"valid": list(mt.perm[:nv]), "train": list(mt.perm[nv:])}
         train_acc = self.acc[self.split["train"]]
-        self.mean = float(train_acc.mean())
-        self.std = float(train_acc.std()) if len(train_acc) > 1 else 1.0
-        if not self.std > 0:
-            self.std = 1.0
+        self._set_statistics(float(train_acc.mean()), float(train_acc.std()) if len(train_acc) > 1 else 1.0)
 
     def __len__(self) -> int:
         return len(self.acc)
-
-    def normalise(self, acc: torch.Tensor) -> torch.Tensor:
-        return ((acc - self.mean) / self.std) / 100.0
-
-    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
-        return y * 100.0 * self.std + self.mean
 
     def batches(self, mode: str, batch_size: int, shuffle: bool,
                 generator: torch.Generator | None = None) -> Iterator[Batch]:
@@ -82,25 +136,11 @@ class MetaTrainDatabase:
             acc = self.acc[b]
             yield Batch(x, self.graphs[b], self.normalise(acc), acc)
 
-    def num_batches(self, mode: str, batch_size: int) -> int:
-        return -(-len(self.split[mode]) // batch_size)
 
-
-# --------------------------------------------------------------------------- tasks of varying size
-@dataclass
-class RaggedBatch:
-    """A batch of tasks with different class counts: the sets cannot be stacked."""
-
-    xs: list[torch.Tensor]  # b sets, each [c_i*n, d]
-    graphs: GraphBatch
-    y: torch.Tensor  # [b] normalised accuracy ((acc - mean) / std) / 100
-    acc: torch.Tensor  # [b] accuracy in percent
-
-
-class RaggedMetaTrainDatabase:
+class RaggedMetaTrainDatabase(_MetaTrainBase):
     """Splits, normalisation and sampling over tasks whose class counts differ (the OFA database:
-    10..990 ImageNet classes per task, ORIGINAL.md §3.7). Same interface as ``MetaTrainDatabase``,
-    but batches carry a list of sets.
+    10..990 ImageNet classes per task). Same interface as ``MetaTrainDatabase``, but batches carry
+    a list of sets.
 
     Args:
         feats: per-class features of the meta-training source (imgnet32), indexed by class id.
@@ -119,24 +159,12 @@ class RaggedMetaTrainDatabase:
         self.classes = classes
         self.graphs = graphs
         self.accs = {k: torch.tensor(list(v), dtype=torch.float32) for k, v in acc.items()}
-        used = sorted({c for split in classes.values() for cl in split for c in cl})
-        if used and (used[0] < 0 or used[-1] >= len(feats)):
-            raise ValueError(f"{source}: task class ids reach {used[-1]} (0-based), "
-                             f"but the feature file has {len(feats)} classes")
-        check_rows(feats, used, num_sample, source)
+        self._check_classes([cl for split in classes.values() for cl in split], source, 0)
         self.split = {k: list(range(len(v))) for k, v in classes.items()}
-        self.mean = float(mean)
-        # a one-task training split has std nan in the original; keep training possible
-        self.std = float(std) if math.isfinite(std) and std > 0 else 1.0
+        self._set_statistics(mean, std)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.split.values())
-
-    def normalise(self, acc: torch.Tensor) -> torch.Tensor:
-        return ((acc - self.mean) / self.std) / 100.0
-
-    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
-        return y * 100.0 * self.std + self.mean
 
     def batches(self, mode: str, batch_size: int, shuffle: bool,
                 generator: torch.Generator | None = None) -> Iterator[RaggedBatch]:
@@ -149,6 +177,3 @@ class RaggedMetaTrainDatabase:
                   for i in b.tolist()]
             acc = self.accs[mode][b]
             yield RaggedBatch(xs, self.graphs[mode][b], self.normalise(acc), acc)
-
-    def num_batches(self, mode: str, batch_size: int) -> int:
-        return -(-len(self.split[mode]) // batch_size)

@@ -1,9 +1,8 @@
-"""Generator: meta-training (ORIGINAL.md §2.6, §3.8) and architecture generation for a dataset
-(§2.8; for OFA with the predictor's ranking, §3.9)."""
+"""Generator: meta-training and architecture generation for a dataset, ranked by the predictor
+where the space's search is one step (docs/fidelity.md#generator, docs/fidelity.md#loop-styles)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -15,11 +14,14 @@ from tqdm import tqdm
 
 from metad2a import paths
 from metad2a.config import PREDICTOR_HS, MetaTestConfig, TrainConfig
+from metad2a.data.archive import write_archive
 from metad2a.data.meta_test import TargetDataset, load_target
-from metad2a.engine.archive import write_archive
-from metad2a.engine.common import Runner, load_trained, prepare_meta_train, set_encode_batch
+from metad2a.data.meta_train import predicted_accuracy
+from metad2a.engine.predictor_runner import PredictorRunner
+from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.errors import CheckpointError, MetaD2AError
+from metad2a.files import write_json
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
@@ -42,46 +44,36 @@ class GeneratorRunner(Runner):
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
-        model, db = prepare_meta_train("generator", self.space, self.catalog, self.mc, self.run.data_path,
-                                       self.device)
+        model, db = self.prepare_meta_train()
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        meta = self.checkpoint_meta(model, step_per_sample=tc.step_per_sample)
+        per_sample = self.loop.step_per_sample
+        meta = self.checkpoint_meta(model, step_per_sample=per_sample)
 
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
             sums, count = {"loss": 0.0, "recon_loss": 0.0, "kld": 0.0}, 0
-            bar = tqdm(db.batches(mode, tc.batch_size, shuffle=mode == "train"), total=db.num_batches(mode, tc.batch_size),
-                       desc=f"[{mode}] Ep {ep}", leave=False, disable=None)
-            for b in bar:
-                if tc.step_per_sample:
-                    # OFA original (§3.8, §5.6): the loader batch only groups iterations; every task
-                    # takes its own optimizer step (effective batch size 1), and the logged values
-                    # are divided by the task's feature rows (way * num_sample), not the batch size.
+
+            def add(values: tuple[torch.Tensor, ...], divisor: int) -> None:
+                nonlocal count
+                for k, v in zip(sums, values):
+                    sums[k] += v.item() / divisor
+                count += 1
+
+            for b, bar in self.epoch_batches(db, mode, tc.batch_size, f"[{mode}] Ep {ep}"):
+                if per_sample:
+                    # Original per-task steps (docs/fidelity.md#loop-styles): the loader batch only
+                    # groups iterations; every task takes its own optimizer step (effective batch
+                    # size 1), and the logged values are divided by the task's feature rows
+                    # (way * num_sample), not the batch size.
                     for i, x in enumerate(b.xs):
                         x = x[None].to(self.device)
-                        if opt is not None:
-                            opt.zero_grad()
-                        loss, recon, kld = model.loss(*model.set_encode(x), b.graphs[[i]].to(self.device))
-                        if opt is not None:
-                            loss.backward()
-                            opt.step()
-                        rows = x.size(1)
-                        for k, v in (("loss", loss), ("recon_loss", recon), ("kld", kld)):
-                            sums[k] += v.item() / rows
-                        count += 1
-                    bar.set_postfix(loss=f"{loss.item() / rows:.4f}")
+                        out = optimise(opt, lambda: model.loss(*model.set_encode(x), b.graphs[[i]].to(self.device)))
+                        add(out, x.size(1))
+                    bar.set_postfix(loss=f"{out[0].item() / x.size(1):.4f}")
                     continue
                 g = b.graphs.to(self.device)
-                if opt is not None:
-                    opt.zero_grad()
-                loss, recon, kld = model.loss(*set_encode_batch(model, b, self.device), g)
-                if opt is not None:
-                    loss.backward()
-                    opt.step()
-                n = len(g)
-                for k, v in (("loss", loss), ("recon_loss", recon), ("kld", kld)):
-                    sums[k] += v.item() / n  # the original averages per-batch sums / batch size
-                count += 1
-                bar.set_postfix(loss=f"{loss.item() / n:.4f}")
+                out = optimise(opt, lambda: model.loss(*set_encode_batch(model, b, self.device), g))
+                add(out, len(g))  # the original averages per-batch sums / batch size
+                bar.set_postfix(loss=f"{out[0].item() / len(g):.4f}")
             m = {k: v / max(count, 1) for k, v in sums.items()}
             tag = "train" if mode == "train" else "valid"
             line = f"{tag}: loss {m['loss']:.4f}, recon_loss {m['recon_loss']:.4f}, kld {m['kld']:.4f}, "
@@ -93,19 +85,16 @@ class GeneratorRunner(Runner):
     # ------------------------------------------------------------------ meta-test (search)
     def load(self, load_epoch: int) -> GeneratorModel:
         path = paths.ckpt(self.run.save_path, "generator", load_epoch)
-        hint = (f"download the released one with `{paths.GET_GENERATOR_CKPT[self.space.name]}` "
-                f"(then --load-epoch {self.catalog.released_generator_epoch}) or meta-train one first")
-        model, _ = load_trained("generator", self.space, self.mc, path, hint, self.device)
+        hint = (f"download the released one with `{self.space.get_files.generator_checkpoint}` "
+                f"(then --load-epoch {self.space.released_generator_epoch}) or meta-train one first")
+        model, _ = self.load_model("generator", path, hint)
         log.info(f"==> load model from {path} ...")
         return model
 
-    def load_ranker(self) -> tuple[PredictorModel, dict]:
-        """The predictor that ranks generated architectures (OFA): ``ckpt_max_corr.pt`` at the
-        predictor's own hidden size. The original sets ``args.hs = 512`` while it builds the
-        predictor; here the predictor gets its own config instead."""
-        from metad2a.engine.predictor_runner import PredictorRunner
-
-        return PredictorRunner(self.space, self.run, replace(self.mc, hs=PREDICTOR_HS), self.device).load()
+    def ranker(self) -> PredictorRunner:
+        """The predictor's runner at the predictor's own hidden size. The original sets
+        ``args.hs = 512`` while it builds the predictor; here the predictor gets its own config."""
+        return PredictorRunner(self.space, self.run, replace(self.mc, hs=PREDICTOR_HS), self.device, self.options)
 
     def _archs(self, g: GraphBatch) -> list[Any | None]:
         """The architecture of each decoded graph, or None where the space rejects it."""
@@ -148,17 +137,19 @@ class GeneratorRunner(Runner):
     def _generate_pooled(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset,
                          num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None
                          ) -> tuple[list[Any], list[float], int]:
-        """The original OFA loop (ORIGINAL.md §3.9): one graph and one score per loader batch."""
+        """The pooled search loop (docs/fidelity.md#pooled-search): one graph and one score per
+        loader batch of resampled sets."""
         archs: list[Any] = []
         scores: list[float] = []
         seen: set[str] = set()
         decoded = 0
         with tqdm(total=num_gen_arch, desc=f"generate {target.name}", leave=False, disable=None) as bar:
-            for _ in range(tc.max_pooled_batches):
+            for _ in range(self.loop.max_pooled_batches):
                 x = target.sample(tc.gen_batch_size, generator).to(self.device)  # [100, C*n, d]
-                # Reproduction quirk (§5.3): the original adds a leading axis to the loader batch of
-                # 100 resampled sets, so the set encoder sees ONE set in which all 100*C class
-                # groups are pooled together by the inter-class pooling -> one latent, one graph.
+                # Reproduction quirk (docs/fidelity.md#pooled-search): the original adds a leading axis
+                # to the loader batch of 100 resampled sets, so the set encoder sees ONE set in which
+                # all 100*C class groups are pooled together by the inter-class pooling -> one
+                # latent, one graph.
                 pooled = x.reshape(1, -1, x.size(-1))
                 with torch.no_grad():
                     mu, _ = model.set_encode(pooled)
@@ -168,8 +159,9 @@ class GeneratorRunner(Runner):
                 if a is None or self.space.arch_key(a) in seen:
                     continue  # the original also scores these; the result is never used
                 with torch.no_grad():
-                    # Quirk (§5.4): scored on the same pooled set, and on the decoded graph WITH its
-                    # sampled edges, although the predictor was trained on chain graphs only.
+                    # Quirk (docs/fidelity.md#pooled-search): scored on the same pooled set, and on the
+                    # decoded graph WITH its sampled edges, although the predictor was trained on
+                    # canonical graphs only.
                     s = predictor.predict(predictor.set_encode(pooled), predictor.graph_encode(g))
                 seen.add(self.space.arch_key(a))
                 archs.append(a)
@@ -178,42 +170,38 @@ class GeneratorRunner(Runner):
                 if len(archs) == num_gen_arch:
                     return archs, scores, decoded
         log.warning(f"warning: only {len(archs)} unique valid architectures after {decoded} decoded graphs "
-                    f"(cap {tc.max_pooled_batches} pooled batches); keeping them")
+                    f"(cap {self.loop.max_pooled_batches} pooled batches); keeping them")
         return archs, scores, decoded
 
     def search(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset, num_gen_arch: int,
                tc: MetaTestConfig, generator: torch.Generator | None = None) -> SearchResult:
         """Generate ``num_gen_arch`` unique valid architectures and rank them by the predictor.
 
-        ``tc.pool_sets`` (the OFA default): the original's pooled loop. Otherwise (``--ofa-per-set``):
-        one graph per resampled set as NB201's ``generate``, then every architecture is scored on
-        its canonical graph against one pool of ``tc.pred_num_sets`` resampled sets (the NB201
-        predictor's ``score``).
+        With the space's ``pooled_search`` loop style: the original's pooled loop. Otherwise one
+        graph per resampled set (``generate``), then every architecture is scored on its canonical
+        graph against one pool of ``tc.pred_num_sets`` resampled sets (the predictor's ``score``).
         """
         t0 = time.time()
-        if tc.pool_sets:
+        if self.loop.pooled_search:
             archs, scores, decoded = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator)
         else:
-            from metad2a.engine.predictor_runner import PredictorRunner
-
             archs, _, decoded = self.generate(model, target, num_gen_arch, tc, generator)
-            ranker = PredictorRunner(self.space, self.run, self.mc, self.device)
-            scores = ranker.score(predictor, target, archs, tc.pred_num_sets, generator).tolist() if archs else []
+            scores = self.ranker().score(predictor, target, archs, tc.pred_num_sets, generator).tolist() if archs else []
         seconds = time.time() - t0
         order = sorted(range(len(archs)), key=lambda i: -scores[i])  # stable: ties keep generation order
         return SearchResult([archs[i] for i in order], [scores[i] for i in order], seconds, decoded)
 
     def meta_test(self, tc: MetaTestConfig) -> None:
         model = self.load(tc.load_epoch)
-        ranker, ranker_meta = self.load_ranker() if self.catalog.generator_ranks else (None, {})
+        ranker, ranker_meta = self.ranker().load() if self.space.generator_ranks else (None, {})
         if ranker is not None and ranker.feature_dim != model.feature_dim:
             raise CheckpointError(f"the predictor expects {ranker.feature_dim}-d features but the generator "
                                   f"{model.feature_dim}-d; both must be meta-trained on the same features")
         for name in tc.data_names:
-            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim,
-                                 space=self.space.name)
+            target = load_target(self.run.data_path, name, self.mc.num_sample,
+                                 self.space.dataset_info(name, tc.num_class), model.feature_dim)
             out = paths.meta_test_dir(self.run.save_path, name,
-                                      tc.num_gen_arch if self.catalog.num_gen_arch_dir else None)
+                                      tc.num_gen_arch if self.space.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
             times, records = [], []
             for run in range(1, target.info.runs + 1):
@@ -244,9 +232,8 @@ class GeneratorRunner(Runner):
                "top1_score": res.scores[0] if res.scores else None, "top1_predicted_acc": None,
                "num_archs": len(res.archs), "decoded": res.decoded, "seconds": res.seconds,
                "scores": res.scores}  # aligned with the lines of run_<k>.txt
-        if res.scores and "acc_mean" in ranker_meta and "acc_std" in ranker_meta:
-            # the predictor's output is ((acc - mean) / std) / 100 with its training split's mean/std
-            rec["top1_predicted_acc"] = res.scores[0] * 100 * ranker_meta["acc_std"] + ranker_meta["acc_mean"]
+        if res.scores:
+            rec["top1_predicted_acc"] = predicted_accuracy(res.scores[0], ranker_meta)
         return rec
 
     def _write_result(self, out, target: TargetDataset, tc: MetaTestConfig, records: list[dict],
@@ -255,7 +242,7 @@ class GeneratorRunner(Runner):
             "dataset": target.name, "num_classes": target.info.num_classes, "search_space": self.space.name,
             "num_gen_arch": tc.num_gen_arch,
             "mode": ("original: 100 resampled sets pooled per decoded graph, scored with its sampled edges"
-                     if tc.pool_sets else "per-set: one graph per resampled set, scored on canonical graphs"),
+                     if self.loop.pooled_search else "per-set: one graph per resampled set, scored on canonical graphs"),
             "top1_arch": records[0]["top1_arch"], "top1_score": records[0]["top1_score"],
             "runs": records, "generator_seconds_mean": statistics.mean(times),
             "note": "architectures as in run_<k>.txt; "
@@ -263,4 +250,4 @@ class GeneratorRunner(Runner):
                     "top1_predicted_acc converts it back when the predictor checkpoint has a sidecar "
                     "with its training mean/std (released checkpoints have none)",
         }
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_json(out / "result.json", result)

@@ -1,54 +1,30 @@
-"""Predictor: meta-training (ORIGINAL.md §2.7) and ranking of generated architectures (§2.9)."""
+"""Predictor: meta-training and ranking of generated architectures; the ranked architectures are
+looked up in the space's accuracy table or trained where the space can (docs/fidelity.md#predictor)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import stats
-from tqdm import tqdm
 
 from metad2a import paths
 from metad2a.config import MetaTestConfig, TrainConfig
-from metad2a.data.catalog import dataset_info
-from metad2a.data.formats import AccuracyTable, read_nasbench201_pt, read_nb201_csv
+from metad2a.data.archive import read_archive
+from metad2a.data.catalog import DatasetInfo
 from metad2a.data.meta_test import TargetDataset, load_target
-from metad2a.engine.archive import read_archive
-from metad2a.engine.common import Runner, load_trained, prepare_meta_train, set_encode_batch
+from metad2a.data.meta_train import predicted_accuracy
+from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
-from metad2a.models.predictor import PredictorModel
+from metad2a.evaluation.metrics import mean_confidence_interval, pearson
+from metad2a.files import write_json
+from metad2a.models.predictor import PredictorModel, score_sets
 from metad2a.nn.graph_batch import GraphBatch
+from metad2a.search_spaces.base import AccuracyTable
 
 log = logging.getLogger("metad2a")
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(stats.pearsonr(a, b)[0])
-
-
-def mean_confidence_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width ``sem * t(0.975, n-1)`` as the original; 0 half-width for one value."""
-    a = np.asarray(values, dtype=float)
-    if len(a) < 2:
-        return float(a.mean()) if len(a) else float("nan"), 0.0
-    return float(a.mean()), float(stats.sem(a) * stats.t.ppf((1 + confidence) / 2.0, len(a) - 1))
-
-
-@torch.no_grad()
-def score_sets(model: PredictorModel, sets: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
-    """Predictions for every (set, graph) pair, averaged over the sets: [S, rows, d] x A graphs -> [A] (CPU)."""
-    D = model.set_encode(sets)  # [S, z]
-    G = model.graph_encode(graphs)  # [A, z]
-    S, A = D.size(0), G.size(0)
-    pairs = torch.cat([D[:, None].expand(S, A, -1), G[None].expand(S, A, -1)], 2)
-    return model.pred_fc(pairs).squeeze(2).mean(0).cpu()  # [A]
 
 
 class PredictorRunner(Runner):
@@ -56,8 +32,7 @@ class PredictorRunner(Runner):
 
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
-        model, db = prepare_meta_train("predictor", self.space, self.catalog, self.mc, self.run.data_path,
-                                       self.device)
+        model, db = self.prepare_meta_train()
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
         meta = self.checkpoint_meta(model, acc_mean=db.mean, acc_std=db.std)
         best = {"loss": float("nan"), "corr": float("-inf")}
@@ -65,19 +40,17 @@ class PredictorRunner(Runner):
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
             total, n_all, preds, ys = 0.0, 0, [], []
             tag = "train" if mode == "train" else "val"
-            bar = tqdm(db.batches(mode, tc.batch_size, shuffle=mode == "train"),
-                       total=db.num_batches(mode, tc.batch_size), leave=False, disable=None)
-            for b in bar:
+            for b, bar in self.epoch_batches(db, mode, tc.batch_size, f"[{tag}] Ep {ep}"):
                 g, y = b.graphs.to(self.device), b.y.to(self.device)
-                if opt is not None:
-                    opt.zero_grad()
-                # OFA tasks differ in class count: the sets are encoded separately (as the original's
-                # per-sample loop) and the summed loss still takes one step per batch, as in NB201.
-                y_pred = model.predict(set_encode_batch(model, b, self.device), model.graph_encode(g))
-                loss = model.mseloss(y_pred, y[:, None])
-                if opt is not None:
-                    loss.backward()
-                    opt.step()
+
+                def compute() -> tuple[torch.Tensor, torch.Tensor]:
+                    # Tasks of a ragged database differ in class count: their sets are encoded
+                    # separately (as the original's per-sample loop) and the summed loss still takes
+                    # one step per batch.
+                    y_pred = model.predict(set_encode_batch(model, b, self.device), model.graph_encode(g))
+                    return model.mseloss(y_pred, y[:, None]), y_pred
+
+                loss, y_pred = optimise(opt, compute)
                 total += loss.item()
                 n_all += len(y)
                 p = y_pred.detach().squeeze(1).cpu()
@@ -103,8 +76,8 @@ class PredictorRunner(Runner):
     # ------------------------------------------------------------------ meta-test (ranking)
     def load(self) -> tuple[PredictorModel, dict]:
         path = paths.model_dir(self.run.save_path, "predictor") / "ckpt_max_corr.pt"
-        hint = f"download the released one with `{paths.GET_PREDICTOR_CKPT}` or meta-train one first"
-        model, meta = load_trained("predictor", self.space, self.mc, path, hint, self.device)
+        hint = f"download the released one with `{self.space.get_files.predictor_checkpoint}` or meta-train one first"
+        model, meta = self.load_model("predictor", path, hint)
         log.info(f"==> load model from {path} ...")
         return model, meta
 
@@ -125,33 +98,21 @@ class PredictorRunner(Runner):
         """
         return score_sets(model, target.sample(num_sets, generator).to(self.device), self._graphs(archs))
 
-    def _table(self, tc: MetaTestConfig) -> AccuracyTable | None:
-        if tc.nb201_table is not None:
-            return read_nb201_csv(tc.nb201_table)
-        p = Path(self.run.data_path) / paths.NASBENCH201
-        if p.is_file():
-            return read_nasbench201_pt(p)
-        log.warning(f"warning: no accuracy table ({p} missing, no --nb201-table); reporting predictions only")
-        return None
-
-    def _trains(self, name: str, tc: MetaTestConfig) -> bool:
-        """--train-arch applies to NB201 datasets without a table column (mnist, svhn, aircraft, pets, yours)."""
-        return tc.train_arch and self.space.name == "nasbench201" and dataset_info(name, space=self.space.name).table_column is None
+    def _trains(self, info: DatasetInfo, tc: MetaTestConfig) -> bool:
+        """Whether ``--train-arch`` trains the top-1 architecture of this dataset in this space."""
+        return tc.train_arch and self.space.trains_selected(info, self.options)
 
     def meta_test(self, tc: MetaTestConfig) -> list[dict]:
-        from metad2a.data.arch_data import check_raw_data
-        from metad2a.evaluation.nb201_seeds import missing_seeds
-
-        for name in tc.data_names:  # fail before any model work when raw images are needed but absent
-            best_arch = paths.meta_test_dir(self.run.save_path, name) / "best_arch"
-            if self._trains(name, tc) and missing_seeds(best_arch):
-                check_raw_data(self.run.data_path, name)
+        for name in tc.data_names:  # fail before any model work when training would fail
+            if self._trains(self.space.dataset_info(name, tc.num_class), tc):
+                best_arch = paths.meta_test_dir(self.run.save_path, name) / "best_arch"
+                self.space.check_train_selected(self.run.data_path, name, best_arch, self.options)
         model, meta = self.load()
-        table = self._table(tc)
+        table = self.space.accuracy_table(self.run.data_path, self.options)
         results = []
         for name in tc.data_names:
-            target = load_target(self.run.data_path, name, self.mc.num_sample, tc.num_class, model.feature_dim,
-                                 space=self.space.name)
+            target = load_target(self.run.data_path, name, self.mc.num_sample,
+                                 self.space.dataset_info(name, tc.num_class), model.feature_dim)
             results.append(self._meta_test_one(model, meta, target, table, tc))
         return results
 
@@ -177,7 +138,7 @@ class PredictorRunner(Runner):
             known = [a for a in accs if a is not None]
             pred = float(scores[order[0]])
             rec = {"run": k, "top1_arch": top[0], "top1_score": pred,
-                   "top1_predicted_acc": pred * 100 * meta["acc_std"] + meta["acc_mean"] if "acc_mean" in meta else None,
+                   "top1_predicted_acc": predicted_accuracy(pred, meta),
                    "top1_acc": accs[0], f"best_of_top{info.top_n}_acc": max(known) if known else None,
                    "top_n": [{"arch": archs[i], "score": float(scores[i]), "acc": acc}
                              for i, acc in zip(order, accs)], "num_candidates": len(archs)}
@@ -188,7 +149,8 @@ class PredictorRunner(Runner):
                 log.info(r["top1_arch"])
         with open(test_dir / "time.txt", "a") as f:
             f.write(f"predictor average elasped time {statistics.mean(times):.2f}s\n")  # sic
-        trained = self._train_top1(name, runs[0]["top1_arch"], out, tc) if self._trains(name, tc) else None
+        trained = (self.space.train_selected(runs[0]["top1_arch"], name, self.run.data_path, out, self.options,
+                                             self.device) if self._trains(info, tc) else None)
         summary = self._report(out, runs, info.top_n, use_table, trained)
         result = {"dataset": name, "num_classes": info.num_classes, "search_space": self.space.name,
                   "table": table.source if use_table else None, "runs": runs, "summary": summary,
@@ -197,25 +159,10 @@ class PredictorRunner(Runner):
                   "note": ("top1_acc is the accuracy of the architecture ranked first (what a user gets); "
                            f"best_of_top{info.top_n}_acc is the best table accuracy among the top "
                            f"{info.top_n} (the original's reported CIFAR figure, an oracle pick)")}
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_json(out / "result.json", result)
         if missing:
             log.warning(f"warning: {len(missing)} selected architecture(s) not in the accuracy table")
         return result
-
-    def _train_top1(self, name: str, arch: str, out: Path, tc: MetaTestConfig) -> dict:
-        """--train-arch: the top-1 architecture trained with the original's seeds (ORIGINAL.md §2.10),
-        reusing ``seed-XXXX.pth`` files already in ``out``."""
-        from metad2a.evaluation.nb201_seeds import ORIGINAL_SEEDS, train_selected_arch
-        from metad2a.evaluation.nb201_train import TrainRecipe
-
-        recipe = TrainRecipe.original(name).with_epochs(tc.train_epochs)
-        log.info(f"==> train the selected architecture on {name} ({recipe.epochs} epochs, seeds "
-                 f"{', '.join(map(str, ORIGINAL_SEEDS))}): {arch}")
-        seed_runs = train_selected_arch(arch, name, self.run.data_path, out, recipe, ORIGINAL_SEEDS, self.device)
-        return {"arch": arch, "epochs": recipe.epochs, "seeds": [r.seed for r in seed_runs],
-                "x_test_acc": [r.acc for r in seed_runs], "reused": [r.reused for r in seed_runs],
-                "files": [r.path.name for r in seed_runs], "param_mb": seed_runs[0].param,
-                "flop_mb": seed_runs[0].flop}
 
     def _report(self, out: Path, runs: list[dict], top_n: int, use_table: bool, trained: dict | None = None) -> dict:
         """accuracy.txt in the original format (CIFAR: best-of-top-30 per run; trained datasets: the x-test

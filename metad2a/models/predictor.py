@@ -84,3 +84,17 @@ class PredictorModel(DVAEBase):
     def forward(self, X: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
         """Features [b, c*s, d] and b graphs -> predicted normalised accuracy [b, 1]."""
         return self.predict(self.set_encode(X), self.graph_encode(graphs))
+
+
+@torch.no_grad()
+def score_sets(model: PredictorModel, sets: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+    """Predictions for every (set, graph) pair, averaged over the sets: [S, rows, d] x A graphs -> [A] (CPU).
+
+    The dataset encoding does not depend on the graph, so the ``S`` sets are encoded once and
+    paired with every graph (common random numbers, docs/fidelity.md#predictor-common-sets).
+    """
+    D = model.set_encode(sets)  # [S, z]
+    G = model.graph_encode(graphs)  # [A, z]
+    S, A = D.size(0), G.size(0)
+    pairs = torch.cat([D[:, None].expand(S, A, -1), G[None].expand(S, A, -1)], 2)
+    return model.pred_fc(pairs).squeeze(2).mean(0).cpu()  # [A]

@@ -1,12 +1,18 @@
-"""Search spaces: everything that differs between NAS-Bench-201 and MobileNetV3 lives here."""
+"""Search spaces: one package per space holds everything that differs between them.
+
+``search_spaces/<space>/space.py`` builds the space's ``SearchSpace`` (facts and hooks, see
+``base.py``); the rest of its package is the codec between architectures and graphs and whatever
+that space alone needs (networks, training, tables, databases). ``SEARCH_SPACES`` is the one
+registry: the command line, the engine and the builders look spaces up here.
+"""
 
 from __future__ import annotations
 
 from metad2a.search_spaces.base import SearchSpace
-from metad2a.search_spaces.nasbench201 import NASBENCH201
-from metad2a.search_spaces.ofa_mbv3 import OFA_MBV3
+from metad2a.search_spaces.nasbench201.space import NASBENCH201
+from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3
 
-SEARCH_SPACES: dict[str, SearchSpace] = {NASBENCH201.name: NASBENCH201, OFA_MBV3.name: OFA_MBV3}
+SEARCH_SPACES: dict[str, SearchSpace] = {s.name: s for s in (NASBENCH201, OFA_MBV3)}
 
 
 def get_search_space(name: str) -> SearchSpace:

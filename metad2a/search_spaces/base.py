@@ -1,27 +1,42 @@
-"""The interface every search space implements; models and loops only see this."""
+"""The interface every search space implements: its facts and its hooks.
+
+A search space is a plug-in. The command line, the configs, ``paths.py`` and the engine never ask
+which space they run on: whatever differs between spaces (the architecture codec, the meta-test
+datasets, the meta-training files, the flags only one space has, the files the ``get_files``
+scripts fetch, the original's loop quirks, accuracy tables, training the chosen architecture, extra
+``metad2a`` sub-commands) is a field or a method of a ``SearchSpace``. Adding a space means writing
+one package ``search_spaces/<name>/`` whose ``space.py`` builds a ``SearchSpace`` subclass, and
+registering it in ``search_spaces/__init__.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import igraph
+import torch
+from torch import nn
+
+from metad2a.data.catalog import DatasetInfo, resolve_dataset
 
 
 @dataclass(frozen=True)
 class FlagSpec:
     """A command-line flag only one space's ``main.py`` has, as plain data (``cli.py`` turns it into
-    an argparse argument; this package has no other argparse code).
+    an argparse argument).
 
     Attributes:
         names: option strings, the original spelling first (``("--index",)``).
-        dest: attribute / config field name.
+        dest: attribute name, and the key under which ``SearchSpace.options`` receives the value.
         kind: ``"int"``, ``"str"`` or ``"flag"`` (store_true).
-        default: default value (None / False).
         help: help text; "new: ..." marks flags the original does not have.
+        default: default value (None / False).
         ignored_by_main: accepted by ``main.py`` but meant for another script sharing the
-            original parser (OFA's database builder); ``main.py`` says so when one is given.
+            original parser (a database builder); ``main.py`` says so when one is given.
+        positive: an integer that must be at least 1 when given.
     """
 
     names: tuple[str, ...]
@@ -30,25 +45,87 @@ class FlagSpec:
     help: str
     default: Any = None
     ignored_by_main: bool = False
+    positive: bool = False
+
+
+@dataclass(frozen=True)
+class GetFiles:
+    """The front-end commands that fetch the released files, named in "file not found" errors."""
+
+    preprocessed: str = "python get_files/get_preprocessed_data.py"
+    generator_checkpoint: str = "python get_files/get_checkpoint.py"
+    predictor_checkpoint: str = "python get_files/get_predictor_checkpoint.py"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """An extra ``metad2a <name>`` sub-command of a space.
+
+    ``target`` is an entry point, ``"package.module:function"`` (the function takes the remaining
+    argv and returns an exit status); it is imported only when the command runs, as console-script
+    entry points are, so a space's commands can live in layers above the space.
+    """
+
+    name: str
+    target: str
+    help: str
+
+
+@dataclass(frozen=True)
+class LoopStyle:
+    """How meta-training and search loop over the data (docs/fidelity.md#loop-styles).
+
+    Attributes:
+        step_per_sample: the generator takes one optimizer step per task and logs its losses
+            divided by the task's feature rows, instead of one step per batch divided by the batch.
+        pooled_search: at search time each batch of resampled sets is pooled into ONE set: one
+            latent, one decoded graph, scored by the predictor on the same pooled set and on the
+            graph's sampled edges. Otherwise one graph per resampled set, ranked on canonical graphs.
+        max_pooled_batches: the cap on pooled batches per run.
+    """
+
+    step_per_sample: bool = False
+    pooled_search: bool = False
+    max_pooled_batches: int = 10_000
+
+
+class AccuracyTable(Protocol):
+    """Known accuracies of architectures, by dataset column (a benchmark table)."""
+
+    source: str
+
+    def has(self, column: str) -> bool: ...
+
+    def lookup(self, column: str, arch: Any) -> float | None: ...
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Constants and codecs of one search space.
+    """Facts and hooks of one search space.
 
     Attributes:
         name: registry key and original ``--graph-data-name`` value.
+        cli_name: the ``metad2a <cli_name>`` command that runs this space's ``main.py``.
         nvt: vertex types including start and end.
         max_n: vertices of every full graph.
         start_type, end_type: vertex types of the input and output vertices.
-        nvt_flag_offset: ``--nvt`` on the command line is ``nvt - offset`` (OFA counts layer types only).
+        nvt_flag_offset: ``--nvt`` on the command line is ``nvt - offset``.
         default_num_gen_arch: original ``--num-gen-arch`` default.
         model_choices: values the original parser accepts for ``--model``/``--model_name``
             (``main.py`` itself runs only ``generator`` and ``predictor``).
         extra_flags: flags of this space's parser beyond the shared ones.
+        datasets: meta-test datasets known by name (others work given their bylabel file).
+        all_generator, all_predictor: the order ``--data-name all`` runs in each step.
+        generator_ranks: the generator's ``--test`` step also loads the predictor and writes its
+            architectures sorted by predicted score; there is no predictor ``--test`` step.
+        num_gen_arch_dir: meta-test outputs go to ``meta_test/<data>/<num-gen-arch>/``.
+        released_generator_epoch: ``--load-epoch`` of the authors' generator checkpoint.
+        get_files: the commands that fetch the released files.
+        commands: extra ``metad2a`` sub-commands.
     """
 
     name: str
+    cli_name: str
     nvt: int
     max_n: int
     start_type: int = 0
@@ -57,7 +134,16 @@ class SearchSpace:
     default_num_gen_arch: int = 800
     model_choices: tuple[str, ...] = ("generator", "predictor")
     extra_flags: tuple[FlagSpec, ...] = ()
+    datasets: Mapping[str, DatasetInfo] = field(default_factory=dict)
+    all_generator: tuple[str, ...] = ()
+    all_predictor: tuple[str, ...] = ()
+    generator_ranks: bool = False
+    num_gen_arch_dir: bool = False
+    released_generator_epoch: int = 400
+    get_files: GetFiles = GetFiles()
+    commands: tuple[CommandSpec, ...] = ()
 
+    # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:
         raise NotImplementedError
 
@@ -82,5 +168,49 @@ class SearchSpace:
         raise NotImplementedError
 
     def arch_key(self, arch: Any) -> str:
-        """A hashable, printable identity of an architecture (uniqueness during generation)."""
+        """A hashable, printable identity of an architecture (uniqueness during generation); also
+        the line written for it in ``run_<k>.txt``."""
         return str(arch)
+
+    # ------------------------------------------------------------------ protocol hooks
+    def options(self, values: Mapping[str, Any]) -> Any:
+        """This space's options from the values of its ``extra_flags`` (keyed by ``dest``); a
+        frozen dataclass, recorded in ``config_{train,test}.json`` and passed back to the hooks."""
+        return None
+
+    def loop_style(self, options: Any) -> LoopStyle:
+        """How the generator's training and the search loop run under ``options``."""
+        return LoopStyle()
+
+    def dataset_info(self, name: str, num_classes: int | None = None) -> DatasetInfo:
+        """Facts for a meta-test dataset (see ``data.catalog.resolve_dataset``)."""
+        return resolve_dataset(self.datasets, name, num_classes)
+
+    def data_names(self, model: str) -> tuple[str, ...]:
+        """The datasets ``--data-name all`` runs for ``model``, in the original's order."""
+        return self.all_generator if model == "generator" else self.all_predictor
+
+    def prepare_meta_train(self, kind: str, data_path: Path, num_sample: int,
+                           make_model: Callable[[int], nn.Module]) -> tuple[nn.Module, Any]:
+        """The model to meta-train and its database (a ``data.meta_train`` database).
+
+        ``make_model(feature_dim)`` builds the model; the space decides whether the model or the
+        database comes first, since that fixes which random draws each of them consumes.
+        """
+        raise NotImplementedError
+
+    def accuracy_table(self, data_path: Path, options: Any) -> AccuracyTable | None:
+        """The table that gives the accuracy of ranked architectures, or None."""
+        return None
+
+    def trains_selected(self, info: DatasetInfo, options: Any) -> bool:
+        """Whether ``--train-arch`` trains the top-1 architecture for this dataset."""
+        return False
+
+    def check_train_selected(self, data_path: Path, name: str, out_dir: Path, options: Any) -> None:
+        """Fail early, before any model work, when training the selected architecture would fail."""
+
+    def train_selected(self, arch: Any, name: str, data_path: Path, out_dir: Path, options: Any,
+                       device: torch.device) -> dict:
+        """Train the selected architecture; returns the ``trained`` record of ``result.json``."""
+        raise NotImplementedError(f"{self.name} has no training of the selected architecture")

@@ -10,7 +10,7 @@ were published. This module makes files of the same formats from any source
    of the source; ``archs_per_task`` distinct NB201 cells per task, uniformly from all 15,625. Every
    (task, architecture) pair is one job with a seed of its own. The plan is saved to
    ``build_plan.json``; a later run with the same settings resumes it, other settings are refused.
-2. **Train** every job as a Ray task (:mod:`metad2a.engine.ray_pool`): ``TinyNetwork(C, N)`` with the
+2. **Train** every job as a Ray task (:mod:`metad2a.build.ray_pool`): ``TinyNetwork(C, N)`` with the
    original recipe shortened (:data:`DEFAULT_RECIPE`) on ``images_per_class`` training images of each
    of the task's classes (labels 0..k-1 in the task's class order); the accuracy is the top-1 accuracy
    (%) on ``test_images_per_class`` test images per class after the last epoch. Images are decoded
@@ -41,7 +41,6 @@ import platform
 import random
 import statistics
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,23 +49,25 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from metad2a import __version__, paths
-from metad2a.checkpoint import _atomic_write, save_data, sidecar_path
+from metad2a import paths
+from metad2a.version import __version__
+from metad2a.checkpoint import save_data, sidecar_path
+from metad2a.files import write_json
+from metad2a.seeding import stable_seed
 from metad2a.data.arch_data import load_pixels, normalise_pixels
 from metad2a.data.formats import MetaTrainFile, write_meta_train
 from metad2a.data.image_sources import ImageSource, build_source
-from metad2a.engine.build_jobs import (  # noqa: F401 (EXIT_AFTER_CODE: re-exported for the CLI and tests)
-    EXIT_AFTER_CODE,
+from metad2a.build.jobs import (
     load_or_save_plan,
     pending_keys,
     run_journaled,
     warn_stray,
 )
-from metad2a.engine.ray_pool import RayPool, RayPoolConfig
-from metad2a.engine.results_journal import ResultsJournal
+from metad2a.build.ray_pool import RayPool, RayPoolConfig
+from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
-from metad2a.evaluation.nb201_train import TrainRecipe, train_arch
-from metad2a.search_spaces import nasbench201 as nb
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
+from metad2a.search_spaces.nasbench201 import cell as nb
 
 log = logging.getLogger("metad2a")
 
@@ -170,7 +171,7 @@ class Plan:
 
 def job_seed(seed: int, task: int, arch: str) -> int:
     """The training seed of one job: a stable hash of (build seed, task, architecture)."""
-    return zlib.crc32(f"{seed}|{task}|{arch}".encode()) & 0x7FFFFFFF
+    return stable_seed(seed, task, arch)
 
 
 def make_plan(cfg: BuildConfig, num_classes: int, class_names: list[str]) -> Plan:
@@ -323,13 +324,12 @@ def write_features(cfg: BuildConfig, source: ImageSource, progress: bool = True)
     info["build_database"] = {"feature_settings": settings,
                               "class_ids": "key c = class c of the source (class_names[c]); "
                                            "meta_train_task_lst.pt holds c + 1"}
-    text = (json.dumps(info, indent=2) + "\n").encode()
-    _atomic_write(sidecar_path(path), lambda f: f.write(text))
+    write_json(sidecar_path(path), info)
     return path
 
 
 def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
-                   job_fn: Callable[[Any, Any, str], Any] = train_job, exit_after: int | None = None,
+                   job_fn: Callable[[Any, Any, str], Any] = train_job,
                    progress: bool = True) -> dict[str, Any]:
     """Plan, train (resuming), and write a meta-training database into ``cfg.out``.
 
@@ -337,8 +337,6 @@ def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
         cfg: what to build.
         pool: where the jobs run (default: a local Ray instance on all CPUs, 2 retries).
         job_fn: the job body (default :func:`train_job`; tests inject failures here).
-        exit_after: test hook: end the process with status :data:`EXIT_AFTER_CODE` (no clean-up, like a
-            kill) once this many jobs have been persisted in this run.
         progress: tqdm bars.
 
     Returns:
@@ -378,7 +376,7 @@ def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
         jobs = [(k, {**f, "classes": plan.tasks[f["task"]]}) for k, f in fields.items()]
         with RayPool(pool) as rp:
             trained = run_journaled(rp, journal, jobs, fields, job_fn, context, total=len(plan.jobs),
-                                    desc="build-database", progress=progress, exit_after=exit_after)
+                                    desc="build-database", progress=progress)
     records = {k: v for k, v in journal.load().items() if k in keys}
     counts = write_database(out, plan, records, cfg.top_k, cfg.seed)
     feats = write_features(cfg, train_src, progress)
@@ -391,8 +389,7 @@ def build_database(cfg: BuildConfig, pool: RayPoolConfig | None = None, *,
                "ok": len(accs), "failed": len(failed), "trained_this_run": trained, "failed_jobs": failed,
                "entries": counts, "acc": {"mean": statistics.mean(accs), "min": min(accs), "max": max(accs)},
                "features": feats.name, "seconds_this_run": round(time.time() - t0, 1)}
-    text = (json.dumps(summary, indent=2) + "\n").encode()
-    _atomic_write(out / BUILD_SUMMARY, lambda f: f.write(text))
+    write_json(out / BUILD_SUMMARY, summary)
     log.info(f"==> wrote {counts['predictor']} predictor and {counts['generator']} generator entries, "
              f"{paths.META_TRAIN_TASK_LST} and {feats.name} to {out} (accuracy mean {summary['acc']['mean']:.2f}%)")
     if failed:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from metad2a.checkpoint import load_checkpoint
-from metad2a.search_spaces.ofa_mbv3 import PREDICTOR_INPUT_DIM, arch_dict_to_ofa_predictor_input
+from metad2a.search_spaces.ofa_mbv3.subnet import PREDICTOR_INPUT_DIM, arch_dict_to_ofa_predictor_input
 
 HIDDEN = 400
 

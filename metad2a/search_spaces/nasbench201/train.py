@@ -3,12 +3,11 @@
 The recipe of the original's ``configs/nas-benchmark/{mnist,svhn,aircraft,pets}.config`` (the
 NAS-Bench-201 one): SGD with learning rate 0.1, momentum 0.9, Nesterov, weight decay 5e-4; cosine
 annealing to 0 over the epochs with no warm-up; cross-entropy; batch 256; 200 epochs (50 for mnist);
-network ``TinyNetwork(C=16, N=5)``. The learning rate follows the original scheduler
-(``procedures/optimizers.py``, ``CosineAnnealingLR``), which is updated at the start of every epoch
-and before every iteration with the fraction of the epoch done; that fraction only matters during
-warm-up, so with the original's ``warmup = 0`` the rate is constant within an epoch:
-``lr(e) = eta_min + (lr - eta_min) * (1 + cos(pi * e / epochs)) / 2``. :func:`learning_rate` is that
-function.
+network ``TinyNetwork(C=16, N=5)``. The original scheduler updates the rate before every
+iteration with the fraction of the epoch done, but that fraction only matters during warm-up, and
+the original's warm-up is 0 epochs; the rate is then constant within an epoch,
+``lr(e) = eta_min + (lr - eta_min) * (1 + cos(pi * e / epochs)) / 2``, which is torch's
+``CosineAnnealingLR`` stepped once per epoch (used here).
 
 Every epoch the network is evaluated on each loader of ``test_sets`` (the original's ``ori-test``,
 ``x-valid`` and ``x-test``); the results use the original's names (``train_losses``,
@@ -19,7 +18,6 @@ On CUDA, cuDNN runs in deterministic mode as in the original.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -30,10 +28,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from metad2a.errors import MetaD2AError
-from metad2a.evaluation.nb201_network import TinyNetwork, count_parameters_and_flops
-from metad2a.runtime import seed_everything
+from metad2a.evaluation.metrics import topk_correct
+from metad2a.search_spaces.nasbench201.network import TinyNetwork, count_parameters_and_flops
+from metad2a.seeding import seed_everything
 
-__all__ = ["TrainRecipe", "learning_rate", "topk_accuracy", "train_arch"]
+__all__ = ["TrainRecipe", "make_scheduler", "train_arch"]
 
 INPUT_SHAPE = (1, 3, 32, 32)
 
@@ -50,7 +49,6 @@ class TrainRecipe:
         nesterov: Nesterov momentum.
         weight_decay: L2 penalty (``decay``).
         eta_min: final learning rate of the cosine schedule.
-        warmup: linear warm-up epochs (original: 0), added to ``epochs``.
         channel: ``C`` of TinyNetwork (original: 16).
         num_cells: ``N`` of TinyNetwork, cells per stage (original: 5).
         workers: DataLoader worker processes (0 = load in the training process).
@@ -63,7 +61,6 @@ class TrainRecipe:
     nesterov: bool = True
     weight_decay: float = 5e-4
     eta_min: float = 0.0
-    warmup: int = 0
     channel: int = 16
     num_cells: int = 5
     workers: int = 0
@@ -73,8 +70,8 @@ class TrainRecipe:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise MetaD2AError(f"training recipe: {name} must be a positive integer, got {v!r}")
-        if self.warmup < 0 or self.workers < 0 or self.lr <= 0:
-            raise MetaD2AError("training recipe: warmup and workers must be >= 0 and lr > 0")
+        if self.workers < 0 or self.lr <= 0:
+            raise MetaD2AError("training recipe: workers must be >= 0 and lr > 0")
 
     @classmethod
     def original(cls, data_name: str) -> TrainRecipe:
@@ -85,39 +82,18 @@ class TrainRecipe:
         """The same recipe with ``epochs`` (unchanged when None)."""
         return self if epochs is None else replace(self, epochs=epochs)
 
-    @property
-    def total_epochs(self) -> int:
-        """Epochs actually run: ``epochs + warmup`` (as the original)."""
-        return self.epochs + self.warmup
-
     def config_dict(self, num_classes: int) -> dict[str, Any]:
         """The recipe under the original config's key names (stored in ``seed-XXXX.pth``)."""
-        return {"scheduler": "cos", "eta_min": self.eta_min, "epochs": self.epochs, "warmup": self.warmup,
+        return {"scheduler": "cos", "eta_min": self.eta_min, "epochs": self.epochs, "warmup": 0,
                 "optim": "SGD", "LR": self.lr, "decay": self.weight_decay, "momentum": self.momentum,
                 "nesterov": self.nesterov, "criterion": "Softmax", "batch_size": self.batch_size,
                 "class_num": num_classes, "xshape": list(INPUT_SHAPE)}
 
 
-def learning_rate(recipe: TrainRecipe, epoch: int, iter_fraction: float = 0.0) -> float:
-    """The original scheduler's rate at ``epoch`` (0-based) after ``iter_fraction`` of its iterations.
-
-    Warm-up epochs rise linearly with the iteration fraction; then cosine annealing from ``lr`` to
-    ``eta_min`` over ``T_max = epochs``, constant within an epoch; ``eta_min`` from epoch ``epochs`` on.
-    """
-    if recipe.warmup <= epoch < recipe.epochs:
-        t = epoch - recipe.warmup
-        return recipe.eta_min + (recipe.lr - recipe.eta_min) * (1 + math.cos(math.pi * t / recipe.epochs)) / 2
-    if epoch >= recipe.epochs:
-        return recipe.eta_min
-    return (epoch / recipe.warmup + iter_fraction / recipe.warmup) * recipe.lr
-
-
-def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[float]:
-    """Number of samples whose label is among the top-k logits, for each k (k capped at the classes)."""
-    kmax = min(max(ks), logits.size(1))
-    top = logits.topk(kmax, dim=1).indices  # [B, kmax]
-    hit = top.eq(target[:, None])
-    return [float(hit[:, : min(k, kmax)].any(1).sum()) for k in ks]
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe) -> torch.optim.lr_scheduler.LRScheduler:
+    """The original's learning-rate schedule: cosine annealing from ``recipe.lr`` to ``eta_min``
+    over ``epochs``, constant within an epoch (step it once per epoch)."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs, eta_min=recipe.eta_min)
 
 
 def _loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool, seed: int, device: torch.device) -> DataLoader:
@@ -127,19 +103,14 @@ def _loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool, seed: int
 
 
 def _run_epoch(net: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device,
-               optimizer: torch.optim.Optimizer | None = None, recipe: TrainRecipe | None = None,
-               epoch: int = 0) -> tuple[float, float, float, float]:
+               optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float, float, float]:
     """One pass: (mean loss, top-1 %, top-5 %, seconds); trains when ``optimizer`` is given."""
     train = optimizer is not None
     net.train(train)
     t0 = time.time()
     loss_sum, n, c1, c5 = 0.0, 0, 0.0, 0.0
     with torch.set_grad_enabled(train):
-        for i, (x, y) in enumerate(loader):
-            if train:
-                lr = learning_rate(recipe, epoch, i / len(loader))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+        for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = net(x)
             loss = criterion(logits, y)
@@ -150,7 +121,7 @@ def _run_epoch(net: nn.Module, loader: DataLoader, criterion: nn.Module, device:
             b = y.size(0)
             loss_sum += float(loss.detach()) * b
             n += b
-            a1, a5 = topk_accuracy(logits.detach(), y)
+            a1, a5 = topk_correct(logits.detach(), y)
             c1, c5 = c1 + a1, c5 + a5
     if n == 0:
         raise MetaD2AError("an empty dataset was given to train or evaluate the architecture")
@@ -201,16 +172,18 @@ def train_arch(arch_str: str, train_set: Dataset, test_sets: Mapping[str, Datase
         net.to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                     weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        scheduler = make_scheduler(optimizer, recipe)
         criterion = nn.CrossEntropyLoss()
         train_loader = _loader(train_set, recipe.batch_size, recipe.workers, True, seed, device)
         eval_loaders = {k: _loader(ds, recipe.batch_size, recipe.workers, False, seed, device)
                         for k, ds in test_sets.items()}
         out: dict[str, Any] = {k: {} for k in ("train_losses", "train_acc1es", "train_acc5es", "train_times",
                                                "valid_losses", "valid_acc1es", "valid_acc5es", "valid_times")}
-        total = recipe.total_epochs
+        total = recipe.epochs
         bar = tqdm(range(total), desc=f"train {arch_str[:40]}", unit="epoch", disable=not progress, leave=False)
         for epoch in bar:
-            loss, a1, a5, secs = _run_epoch(net, train_loader, criterion, device, optimizer, recipe, epoch)
+            loss, a1, a5, secs = _run_epoch(net, train_loader, criterion, device, optimizer)
+            scheduler.step()
             for key, v in zip(("train_losses", "train_acc1es", "train_acc5es", "train_times"), (loss, a1, a5, secs)):
                 out[key][epoch] = v
             valid: dict[str, tuple[float, float, float]] = {}

@@ -30,7 +30,7 @@ from torch import nn
 
 from metad2a.errors import MetaD2AError
 from metad2a.evaluation.net_size import count_flops, count_parameters
-from metad2a.search_spaces.nasbench201 import CELL_EDGES, arch_str_to_ops
+from metad2a.search_spaces.nasbench201.cell import CELL_EDGES, arch_str_to_ops
 
 __all__ = [
     "NetworkConfigError",

@@ -26,7 +26,6 @@ from typing import Any
 import igraph
 
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.base import FlagSpec, SearchSpace
 from metad2a.search_spaces.dag import is_valid_dag, make_graph
 
 KS = (3, 5, 7)  # kernel sizes, k_idx = position
@@ -217,51 +216,3 @@ def arch_dict_to_ofa_predictor_input(arch: Mapping[str, Any], resolution: int = 
     r_part = [0.0] * PREDICTOR_NUM_RESOLUTIONS
     r_part[r_idx] = 1.0
     return ks_part + e_part + r_part
-
-
-class OfaMbv3(SearchSpace):
-    """The MobileNetV3 space as a ``SearchSpace``: architectures are OFA subnet dicts."""
-
-    def arch_to_igraph(self, arch: Mapping[str, Any]) -> igraph.Graph:
-        return arch_dict_to_igraph(arch)
-
-    def igraph_to_arch(self, g: igraph.Graph) -> dict[str, list[int]] | None:
-        return igraph_to_arch_dict(g)
-
-    def is_valid(self, g: igraph.Graph) -> bool:
-        return is_valid(g)
-
-    def arch_from_types(self, types: Sequence[int]) -> dict[str, list[int]] | None:
-        return types_to_arch_dict(types)
-
-    def arch_types(self, arch: Mapping[str, Any]) -> list[int]:
-        return arch_dict_to_types(arch)
-
-    def arch_edges(self, arch: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
-        return CHAIN_EDGES
-
-    def arch_key(self, arch: Mapping[str, Any]) -> str:
-        return arch_dict_to_str(arch)
-
-
-# The original OFA parser is shared by main.py and build_database.py: the database flags are
-# accepted by main.py (and ignored there, as in the original), and ``--model_name`` also accepts
-# ``train_arch``, which main.py then rejects. ``--ofa-per-set`` is ours.
-OFA_FLAGS = (
-    FlagSpec(("--index",), "index", "int", "database shard id (build_database.py; main.py ignores it)",
-             ignored_by_main=True),
-    FlagSpec(("--imgnet",), "imgnet", "str", "ImageNet root with train/ (build_database.py; main.py ignores it)",
-             ignored_by_main=True),
-    FlagSpec(("--collect",), "collect", "flag", "merge database shards (build_database.py; main.py ignores it)",
-             False, ignored_by_main=True),
-    FlagSpec(("--ofa-per-set", "--ofa_per_set"), "ofa_per_set", "flag",
-             "new: NB201-style behaviour instead of the original OFA loops: batched generator updates "
-             "(one step per batch), and at meta-test one graph per resampled set (batched), ranked on "
-             "canonical chain graphs", False),
-)
-
-OFA_MBV3 = OfaMbv3(
-    name="ofa_mbv3", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE,
-    nvt_flag_offset=NVT - NVT_FLAG, default_num_gen_arch=200,
-    model_choices=("generator", "predictor", "train_arch"), extra_flags=OFA_FLAGS,
-)

@@ -23,7 +23,7 @@ One run builds one shard ``--index`` of the predictor or generator database, as 
    (``eval_candidates="all"``, as the original, but each with BN re-calibration: the original skipped
    it for the first candidate); ``"chosen"`` measures only the entry (``candidates`` times cheaper).
 2. **Evaluate** every task as a Ray job (:func:`evaluate_task`, through :class:`RayPool`, with the
-   journal, resume and failure rules of :mod:`metad2a.engine.build_jobs`): the supernet (ImageNet
+   journal, resume and failure rules of :mod:`metad2a.build.jobs`): the supernet (ImageNet
    weights, or a seeded random initialisation for tests) gives each subnet with its weights; the
    1000-way head is cut to the task's rows; parameters and MFLOPs are counted at 3x224x224 with that
    head; BN statistics are re-estimated on the BN images (the original's training transform, seeded
@@ -45,7 +45,6 @@ import random
 import re
 import statistics
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,17 +52,38 @@ from typing import Any
 
 import torch
 
-from metad2a import __version__, paths
-from metad2a.checkpoint import _atomic_write, load_trusted_data, save_data
-from metad2a.data.downloads import OFA_SUPERNET_TARGET
-from metad2a.data.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files, val_transform
-from metad2a.engine.build_jobs import load_or_save_plan, pending_keys, run_journaled, warn_stray
-from metad2a.engine.ray_pool import RayPool, RayPoolConfig
-from metad2a.engine.results_journal import ResultsJournal
+from metad2a import paths
+from metad2a.version import __version__
+from metad2a.checkpoint import load_trusted_data, save_data
+from metad2a.files import file_sha256, write_json
+from metad2a.seeding import stable_seed
+from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
+from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files, val_transform
+from metad2a.build.jobs import load_or_save_plan, pending_keys, run_journaled, warn_stray
+from metad2a.build.ray_pool import RayPool, RayPoolConfig
+from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database, collected_split
 
 log = logging.getLogger("metad2a")
+
+
+def shard_file(data_path: str | Path, model: str, index: int) -> Path:
+    """One database shard (the original's name): ``<data>/<model>/database_<index>.pt``."""
+    return Path(data_path) / model / f"database_{index}.pt"
+
+
+def shard_log(data_path: str | Path, model: str, index: int) -> Path:
+    """The original's progress lines of a shard: ``<data>/<model>/txt_<index>.txt``."""
+    return Path(data_path) / model / f"txt_{index}.txt"
+
+
+def build_file(data_path: str | Path, model: str, index: int, kind: str) -> Path:
+    """Our bookkeeping of a shard build, ``<data>/<model>/build/<kind>_<index>.<ext>``: ``plan``
+    (.json), ``results`` (the journal, .jsonl) and ``summary`` (.json)."""
+    ext = "jsonl" if kind == "results" else "json"
+    return Path(data_path) / model / "build" / f"{kind}_{index}.{ext}"
 
 MODELS = ("predictor", "generator")
 EVAL_CANDIDATES = ("all", "chosen")
@@ -165,24 +185,21 @@ class OfaBuildConfig:
         return ways
 
     def shard_name(self) -> str:
-        return f"{self.model} database shard {self.index} ({paths.ofa_shard(self.data_path, self.model, self.index)})"
+        return f"{self.model} database shard {self.index} ({shard_file(self.data_path, self.model, self.index)})"
 
 
 # --------------------------------------------------------------------------- planning
-def _seed(*parts: Any) -> int:
-    return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
-
 
 def make_tasks(cfg: OfaBuildConfig, num_classes: int) -> list[dict[str, Any]]:
     """The shard's seeded tasks: ``{"task", "classes" (sorted), "nets" (candidates), "seed"}``."""
     ways = cfg.ways(num_classes)
-    rng = random.Random(_seed(cfg.seed, cfg.model, cfg.index, "tasks"))
+    rng = random.Random(stable_seed(cfg.seed, cfg.model, cfg.index, "tasks"))
     tasks = []
     for t in range(cfg.num_tasks):
         way = rng.choice(ways)
         classes = sorted(rng.sample(range(num_classes), way))
         nets = [ofa.random_arch_dict(rng) for _ in range(cfg.candidates_per_task)]
-        tasks.append({"task": t, "classes": classes, "nets": nets, "seed": _seed(cfg.seed, cfg.model, cfg.index, t)})
+        tasks.append({"task": t, "classes": classes, "nets": nets, "seed": stable_seed(cfg.seed, cfg.model, cfg.index, t)})
     return tasks
 
 
@@ -201,22 +218,21 @@ def score_candidates(cfg: OfaBuildConfig, tasks: Sequence[dict[str, Any]], devic
     Raises:
         CheckpointError / DataFileError: the predictor or the feature file is missing or does not fit.
     """
-    from metad2a.config import ModelConfig
     from metad2a.data.formats import read_bylabel
     from metad2a.data.sets import check_rows, sample_batch
-    from metad2a.engine.common import load_trained
-    from metad2a.engine.predictor_runner import score_sets
+    from metad2a.models.factory import load_trained
+    from metad2a.models.predictor import score_sets
     from metad2a.nn.graph_batch import GraphBatch
+    from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3 as space
 
     ckpt = predictor_checkpoint(cfg.save_path)
     hint = ("the generator database ranks candidates with the trained predictor: meta-train it first "
             "(python main.py --model predictor --hs 512 --nz 56) or download it "
-            f"(`{paths.GET_PREDICTOR_CKPT}`)")
-    space = ofa.OFA_MBV3
-    mc = ModelConfig(hs=cfg.hs, nz=cfg.nz, nvt=space.nvt, max_n=space.max_n, num_sample=cfg.num_sample)
-    model, _ = load_trained("predictor", space, mc, paths.require(ckpt, hint), hint, torch.device(device))
+            f"(`{space.get_files.predictor_checkpoint}`)")
+    model, _ = load_trained("predictor", paths.require(ckpt, hint), nvt=space.nvt, max_n=space.max_n, hs=cfg.hs,
+                            nz=cfg.nz, num_sample=cfg.num_sample, hint=hint, device=device)
     feat_file = paths.bylabel(cfg.data_path, paths.IMAGENET32)
-    feats = read_bylabel(feat_file, hint=f"download it with `{paths.GET_PREPROCESSED}`")
+    feats = read_bylabel(feat_file, hint=f"download it with `{space.get_files.preprocessed}`")
     used = sorted({c for t in tasks for c in t["classes"]})
     if used and used[-1] >= len(feats):
         raise DataFileError(f"{feat_file}: {len(feats)} classes, but the tasks use class {used[-1]}; the "
@@ -265,7 +281,7 @@ def load_or_make_plan(cfg: OfaBuildConfig, folder: ImagenetFolder, supernet_id: 
         return {"wnids": folder.wnids, "val_files": choose_val_files(folder, cfg.val_per_class, cfg.seed),
                 "bn_files": choose_train_files(folder, cfg.bn_images, cfg.seed), "scorer": scorer, "tasks": tasks}
 
-    path = paths.ofa_build_file(cfg.data_path, cfg.model, cfg.index, "plan")
+    path = build_file(cfg.data_path, cfg.model, cfg.index, "plan")
     plan, resumed = load_or_save_plan(path, plan_settings(cfg, folder, supernet_id), make, owner=cfg.shard_name(),
                                       fresh_hint="choose another --index (or delete the shard and its build/ files)")
     if resumed and plan.get("wnids") != folder.wnids:
@@ -284,7 +300,7 @@ _SUPERNET: dict[str, Any] = {}  # per worker process: the last supernet built, r
 
 
 def _supernet(spec: dict[str, Any], device: str) -> torch.nn.Module:
-    from metad2a.evaluation.ofa_subnet import build_supernet
+    from metad2a.search_spaces.ofa_mbv3.supernet import build_supernet
 
     key = (spec["id"], device)
     if _SUPERNET.get("key") != key:
@@ -312,8 +328,8 @@ def evaluate_task(payload: dict[str, Any], context: dict[str, Any], device: str)
     """
     from torch.utils.data import DataLoader
 
-    from metad2a.data.imagenet_folder import FileImages, bn_transform
-    from metad2a.evaluation.ofa_subnet import (
+    from metad2a.build.imagenet_folder import FileImages, bn_transform
+    from metad2a.search_spaces.ofa_mbv3.supernet import (
         evaluate,
         extract_subnet,
         net_size,
@@ -360,9 +376,9 @@ def write_shard(cfg: OfaBuildConfig, plan: dict[str, Any], records: dict[str, di
     transform = val_transform(plan["settings"]["image_size"])
     entries = [entry(t, chosen_result(t, records[str(t["task"])]), transform) for t in plan["tasks"]
                if records.get(str(t["task"]), {}).get("status") == "ok"]
-    path = paths.ofa_shard(cfg.data_path, cfg.model, cfg.index)
+    path = shard_file(cfg.data_path, cfg.model, cfg.index)
     save_data(entries, path)
-    with open(paths.ofa_shard_log(cfg.data_path, cfg.model, cfg.index), "a") as f:
+    with open(shard_log(cfg.data_path, cfg.model, cfg.index), "a") as f:
         f.write(f"{(time.time() - t0) / 60:.2f}(min) save {len(entries)} database, {cfg.index} id\n")
     return len(entries)
 
@@ -370,7 +386,7 @@ def write_shard(cfg: OfaBuildConfig, plan: dict[str, Any], records: dict[str, di
 # --------------------------------------------------------------------------- the build
 def supernet_identity(cfg: OfaBuildConfig, progress: bool = True) -> tuple[str, Path | None]:
     """``(id, weights file)``: ``random-init`` or ``sha256:<hex>`` of the weights (downloaded when missing)."""
-    from metad2a.evaluation.ofa_subnet import ensure_supernet_weights, file_sha256
+    from metad2a.search_spaces.ofa_mbv3.supernet import ensure_supernet_weights
 
     if cfg.random_init:
         return RANDOM_INIT, None
@@ -379,7 +395,7 @@ def supernet_identity(cfg: OfaBuildConfig, progress: bool = True) -> tuple[str, 
 
 
 def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
-                job_fn: Callable[[Any, Any, str], Any] = evaluate_task, exit_after: int | None = None,
+                job_fn: Callable[[Any, Any, str], Any] = evaluate_task,
                 progress: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Plan, evaluate (resuming) and write one shard.
 
@@ -387,7 +403,6 @@ def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
         cfg: what to build.
         pool: where the jobs run (default: a local Ray instance, 2 retries).
         job_fn: the job body (tests inject failures here).
-        exit_after: test hook: the process dies (status ``EXIT_AFTER_CODE``) after this many results.
         progress: progress bars.
         device: where the predictor scores the generator's candidates (planning only).
 
@@ -397,7 +412,7 @@ def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
     Raises:
         MetaD2AError: bad settings or files, a shard with other settings, or no task succeeded.
     """
-    from metad2a.evaluation.ofa_subnet import build_supernet, read_supernet_weights, require_ofa
+    from metad2a.search_spaces.ofa_mbv3.supernet import build_supernet, read_supernet_weights, require_ofa
 
     t0 = time.time()
     pool = pool if pool is not None else RayPoolConfig()
@@ -406,7 +421,7 @@ def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
     supernet_id, weights = supernet_identity(cfg, progress)
     plan, resumed = load_or_make_plan(cfg, folder, supernet_id, device)
     tasks = {str(t["task"]): t for t in plan["tasks"]}
-    journal = ResultsJournal(paths.ofa_build_file(cfg.data_path, cfg.model, cfg.index, "results"))
+    journal = ResultsJournal(build_file(cfg.data_path, cfg.model, cfg.index, "results"))
     done = journal.load()
     warn_stray(journal, done, tasks)
     todo = pending_keys(tasks, done, cfg.retry_failed)
@@ -453,7 +468,7 @@ def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
                        "bn_batch_size": cfg.bn_batch_size, "workers": cfg.workers}
             evaluated_now = run_journaled(rp, journal, jobs, fields, job_fn, context, total=len(tasks),
                                           desc=f"build_database {cfg.model} {cfg.index}", progress=progress,
-                                          exit_after=exit_after, on_record=on_record)
+                                          on_record=on_record)
     ok = [k for k in tasks if records.get(k, {}).get("status") == "ok"]
     if not ok:
         raise DataFileError(f"{cfg.shard_name()}: no task was evaluated successfully (see {journal.path}); "
@@ -463,13 +478,12 @@ def build_shard(cfg: OfaBuildConfig, pool: RayPoolConfig | None = None, *,
               for k in tasks if records.get(k, {}).get("status") == "failed"]
     top1 = [chosen_result(tasks[k], records[k])["top1"] for k in ok]
     summary = {"format": "metad2a-ofa-build-summary", "metad2a_version": __version__,
-               "shard": str(paths.ofa_shard(cfg.data_path, cfg.model, cfg.index).resolve()),
+               "shard": str(shard_file(cfg.data_path, cfg.model, cfg.index).resolve()),
                "settings": plan["settings"], "scorer": plan.get("scorer"), "ray": asdict(pool), "tasks": len(tasks),
                "ok": len(ok), "failed": len(failed), "evaluated_this_run": evaluated_now, "failed_tasks": failed,
                "entries": count, "top1": {"mean": statistics.mean(top1), "min": min(top1), "max": max(top1)},
                "seconds_this_run": round(time.time() - t0, 1)}
-    text = (json.dumps(summary, indent=2) + "\n").encode()
-    _atomic_write(paths.ofa_build_file(cfg.data_path, cfg.model, cfg.index, "summary"), lambda f: f.write(text))
+    write_json(build_file(cfg.data_path, cfg.model, cfg.index, "summary"), summary)
     log.info(f"==> wrote {count} entries to {summary['shard']} (top-1 mean {summary['top1']['mean']:.2f}%)")
     if failed:
         log.warning(f"warning: {len(failed)} task(s) failed after {pool.max_retries} retries and are left out; "
@@ -489,7 +503,7 @@ def collect_database(data_path: str | Path, model: str) -> tuple[Path, int]:
     Raises:
         DataFileError: no shard, or a shard that is not a list of database entries.
     """
-    from metad2a.data.collected_database import ENTRY_KEYS
+    from metad2a.search_spaces.ofa_mbv3.collected_database import ENTRY_KEYS
 
     folder = Path(data_path) / model
     shards = sorted((int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else [])
@@ -504,10 +518,10 @@ def collect_database(data_path: str | Path, model: str) -> tuple[Path, int]:
                                                  for e in part):
             raise DataFileError(f"{p}: not a database shard (a list of dicts with {', '.join(ENTRY_KEYS)})")
         merged.extend(part)
-    out = paths.collected_database(data_path, model)
+    out = collected_database(data_path, model)
     save_data(merged, out)
     for split in ("train", "valid", "test"):
-        stale = paths.collected_split(data_path, model, split)
+        stale = collected_split(data_path, model, split)
         if stale.is_file():
             stale.unlink()
             log.info(f"==> removed the stale split {stale}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import random
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,12 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from metad2a.data.imaging import IMAGENET_MEAN, IMAGENET_STD, to_rgb
 from metad2a.errors import DataFileError
+from metad2a.seeding import stable_seed
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CROP_FRACTION = 0.875  # the validation resize: ceil(224 / 0.875) = 256, then a 224 centre crop
 
-
-def _seed(*parts: Any) -> int:
-    return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 def class_folders(path: Path) -> list[str]:
@@ -101,7 +98,7 @@ def choose_val_files(folder: ImagenetFolder, per_class: int, seed: int) -> list[
         files = image_files(folder.root / "val" / wnid)
         if not files:
             raise DataFileError(f"{folder.root / 'val' / wnid}: no image files")
-        pick = sorted(random.Random(_seed(seed, "val", wnid)).sample(files, min(per_class, len(files))))
+        pick = sorted(random.Random(stable_seed(seed, "val", wnid)).sample(files, min(per_class, len(files))))
         out.append([f"val/{wnid}/{f}" for f in pick])
     return out
 
@@ -118,7 +115,7 @@ def choose_train_files(folder: ImagenetFolder, count: int, seed: int) -> list[st
     if not files:
         raise DataFileError(f"{folder.root / 'train'}: no images in its class folders (needed for BN "
                             "re-calibration)")
-    return random.Random(_seed(seed, "bn")).sample(files, min(count, len(files)))
+    return random.Random(stable_seed(seed, "bn")).sample(files, min(count, len(files)))
 
 
 def val_transform(image_size: int = 224) -> transforms.Compose:
@@ -162,6 +159,6 @@ class FileImages(Dataset):
         path = self.root / rel
         try:
             with Image.open(path) as img:
-                return self.transform(img.convert("RGB")), int(label)
+                return self.transform(to_rgb(img)), int(label)
         except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
             raise DataFileError(f"{path}: cannot read the image ({' '.join(str(e).split())})") from e

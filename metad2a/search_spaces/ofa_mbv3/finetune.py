@@ -51,10 +51,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from metad2a import paths
-from metad2a.checkpoint import _atomic_write
-from metad2a.data.downloads import OFA_SUPERNET_TARGET
+from metad2a.data.imaging import IMAGENET_NORM, to_rgb
 from metad2a.errors import DataFileError, MetaD2AError, user_command
-from metad2a.search_spaces import ofa_mbv3 as ofa
+from metad2a.evaluation.metrics import topk_correct
+from metad2a.files import atomic_write
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 
 log = logging.getLogger("metad2a")
 
@@ -67,7 +69,6 @@ EVAL_NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "pets": ((0.4828895122298728, 0.4448394893850807, 0.39566558230789783),
              (0.25925664613996574, 0.2532760018681693, 0.25981017205097917)),
 }
-IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # where the original evaluation found each dataset (relative to --data-path), then our raw-data/ layout;
 # the marker is what the folder holds when the dataset is there
 DATA_ROOTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -136,7 +137,7 @@ def read_candidates(save_path: str | Path, data_name: str,
     Raises:
         DataFileError: the file is missing or holds no valid architecture line.
     """
-    from metad2a.engine.archive import read_archive
+    from metad2a.data.archive import read_archive
 
     name = Path(data_name).name if Path(data_name).is_dir() else data_name
     path = paths.generated_arch_file(paths.meta_test_dir(save_path, name, num_gen_arch), 1)
@@ -160,7 +161,7 @@ def choose_architecture(supernet: nn.Module, archs: Sequence[dict[str, list[int]
     Raises:
         MetaD2AError: no architecture within the bound.
     """
-    from metad2a.evaluation.ofa_subnet import extract_subnet, net_size
+    from metad2a.search_spaces.ofa_mbv3.supernet import extract_subnet, net_size
 
     scan = list(archs[:limit] if limit else archs)
     smallest = math.inf
@@ -241,7 +242,7 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, _ = self.source.dataset[i]
-        return self.transform(img.convert("RGB")), self.source.targets[i]
+        return self.transform(to_rgb(img)), self.source.targets[i]
 
 
 def dataset_root(data_name: str, data_path: str | Path) -> Path:
@@ -296,7 +297,7 @@ def _file_logger(path: Path) -> logging.Logger:
 
 def _save_state(net: nn.Module, path: Path, **meta: Any) -> None:
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    _atomic_write(path, lambda f: torch.save({"state_dict": state, **meta}, f))
+    atomic_write(path, lambda f: torch.save({"state_dict": state, **meta}, f))
 
 
 def train_epoch(net: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, cfg: FinetuneConfig,
@@ -316,7 +317,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, 
         nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
         total += loss.item() * y.size(0)
-        correct += int((out.argmax(1) == y).sum())
+        correct += topk_correct(out, y, (1,))[0]
         n += y.size(0)
         if step % cfg.report_freq == 0:
             log.info(f"train {step:03d} {total / n:e} {100.0 * correct / n:f}")
@@ -332,7 +333,7 @@ def test_epoch(net: nn.Module, loader: DataLoader, device: torch.device) -> tupl
         x, y = x.to(device), y.to(device)
         out = net(x)
         total += nn.functional.cross_entropy(out, y, reduction="sum").item()
-        correct += int((out.argmax(1) == y).sum())
+        correct += topk_correct(out, y, (1,))[0]
         n += y.size(0)
     if n == 0:
         raise DataFileError("the test set is empty")
@@ -351,7 +352,7 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
     Raises:
         MetaD2AError: missing files, no architecture within the bound, bad flags.
     """
-    from metad2a.evaluation.ofa_subnet import (
+    from metad2a.search_spaces.ofa_mbv3.supernet import (
         build_supernet,
         ensure_supernet_weights,
         extract_subnet,
@@ -360,7 +361,7 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
         read_supernet_weights,
         require_ofa,
     )
-    from metad2a.runtime import seed_everything
+    from metad2a.seeding import seed_everything
 
     require_ofa()
     seed = cfg.seed if cfg.seed >= 0 else random.randint(1, 100000)  # the original's rule for --seed -1

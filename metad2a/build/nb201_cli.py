@@ -1,12 +1,11 @@
-"""``metad2a build-database``: the command line of :mod:`metad2a.engine.database_builder`.
+"""``metad2a build-database``: the command line of :mod:`metad2a.build.nb201_database`.
 
 Example (a local Ray instance with 4 CPUs; files for ``main.py --data-path db``)::
 
     metad2a build-database --dataset cifar100 --data-path data --out db \\
         --num-tasks 200 --classes-per-task 20 --archs-per-task 10 --epochs 12 --num-cpus 4
 
-Run the same command again to resume a build that was interrupted. The environment variable
-``METAD2A_BUILD_EXIT_AFTER=K`` (a test hook) ends the process abruptly after K jobs are persisted.
+Run the same command again to resume a build that was interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from pathlib import Path
 from metad2a.errors import user_command
 
 PROG = "metad2a build-database"
-EXIT_AFTER_ENV = "METAD2A_BUILD_EXIT_AFTER"
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -33,7 +31,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """The ``build-database`` argument parser."""
     from metad2a.data.image_sources import SOURCES
-    from metad2a.engine.database_builder import DEFAULT_RECIPE
+    from metad2a.build.nb201_database import DEFAULT_RECIPE
 
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=_HelpFormatter, allow_abbrev=False,
@@ -89,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``build-database``. User errors: one line on stderr and exit status 2."""
     import torch
 
-    from metad2a.engine.database_builder import BuildConfig, build_database
-    from metad2a.engine.ray_pool import RayPoolConfig
-    from metad2a.evaluation.nb201_train import TrainRecipe
+    from metad2a.build.nb201_database import BuildConfig, build_database
+    from metad2a.build.ray_pool import RayPoolConfig
+    from metad2a.search_spaces.nasbench201.train import TrainRecipe
     from metad2a.log import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging()
-    exit_after = os.environ.get(EXIT_AFTER_ENV)
     device = args.feature_device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         feature_device=device, retry_failed=args.retry_failed)
     pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
                          gpus_per_task=args.gpus_per_task, max_retries=args.retries)
-    build_database(cfg, pool, exit_after=int(exit_after) if exit_after else None,
-                   progress=not args.no_progress)
+    build_database(cfg, pool, progress=not args.no_progress)
     return 0
 
 

@@ -4,7 +4,7 @@ Every finished job (success or final failure) is one line ``{"key": ..., ...}``,
 and fsynced as soon as the job ends, so a killed process loses at most the jobs still running. On
 reading, a last line cut short by a kill is dropped (and cut from the file, so the next append starts
 on a fresh line); a later line for the same key replaces an earlier one (a failed job retried with
-``--retry-failed``). Used by both database builders (:mod:`metad2a.engine.build_jobs`).
+``--retry-failed``). Used by both database builders (:mod:`metad2a.build.jobs`).
 """
 
 from __future__ import annotations

@@ -39,6 +39,16 @@ HELD_OUT_FRACTION = 0.15  # test and valid each get int(0.15 * n) entries
 ENTRY_KEYS = ("top1", "net", "class")  # what meta-training reads from each entry
 
 
+def collected_database(data_path: str | Path, model: str) -> Path:
+    """The meta-training database of ``model``: ``<data>/<model>/processed/collected_database.pt``."""
+    return Path(data_path) / model / "processed" / "collected_database.pt"
+
+
+def collected_split(data_path: str | Path, model: str, split: str) -> Path:
+    """Split cache written beside it on first use: ``collected_database_<train|valid|test>.pt``."""
+    return Path(data_path) / model / "processed" / f"collected_database_{split}.pt"
+
+
 @dataclass
 class CollectedSplit:
     """One split file: parallel lists plus the training-split normalisation."""
@@ -133,17 +143,17 @@ def load_or_make_splits(data_path: str | Path, model: str, hint: str = "",
         DataFileError: missing or malformed files, or a database too small for a non-empty
             train and validation split (at least 7 entries).
     """
-    train_file = paths.collected_split(data_path, model, "train")
+    train_file = collected_split(data_path, model, "train")
     if not train_file.is_file():
-        src = paths.require(paths.collected_database(data_path, model), hint)
+        src = paths.require(collected_database(data_path, model), hint)
         entries = read_collected_database(src, hint)
         if int(len(entries) * HELD_OUT_FRACTION) < 1:
             raise DataFileError(f"{src}: {len(entries)} entries cannot be split 70/15/15 with a non-empty "
                                 f"validation split; the database needs at least 7 tasks")
         for name, content in make_splits(entries, generator).items():
-            save_data(content, paths.collected_split(data_path, model, name))
+            save_data(content, collected_split(data_path, model, name))
         log.info(f"==> split {src} into collected_database_{{train,valid,test}}.pt")
-    out = {name: read_split(paths.require(paths.collected_split(data_path, model, name), hint), hint)
+    out = {name: read_split(paths.require(collected_split(data_path, model, name), hint), hint)
            for name in ("train", "valid")}
     if not math.isfinite(out["train"].mean):
         raise DataFileError(f"{train_file}: the training split has no usable accuracies (mean {out['train'].mean})")

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 import igraph
 
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.base import FlagSpec, SearchSpace
 from metad2a.search_spaces.dag import is_valid_dag, make_graph
 
 # Canonical op order of NAS-Bench-201 (AutoDL / NATS-Bench), not NASLib's.
@@ -136,38 +135,3 @@ def all_arch_strs() -> Iterator[str]:
     """Every cell of the space (product order over the six edges, not the benchmark's index)."""
     for ops in itertools.product(OPS, repeat=len(CELL_EDGES)):
         yield ops_to_arch_str(ops)
-
-
-class NasBench201(SearchSpace):
-    """The NB201 space as a ``SearchSpace``: architectures are NB201 strings."""
-
-    def arch_to_igraph(self, arch: str) -> igraph.Graph:
-        return arch_str_to_igraph(arch)
-
-    def igraph_to_arch(self, g: igraph.Graph) -> str | None:
-        return igraph_to_arch_str(g)
-
-    def is_valid(self, g: igraph.Graph) -> bool:
-        return is_valid(g)
-
-    def arch_from_types(self, types: Sequence[int]) -> str | None:
-        return types_to_arch_str(types)
-
-    def arch_types(self, arch: str) -> list[int]:
-        return arch_str_to_types(arch)
-
-    def arch_edges(self, arch: str) -> tuple[tuple[int, int], ...]:
-        return CANONICAL_EDGES
-
-
-NB201_FLAGS = (
-    FlagSpec(("--nb201-table", "--nb201_table"), "nb201_table", "str",
-             "new: NB201 accuracy CSV (arch_str, <dataset>_test_200ep columns) instead of data/nasbench201.pt"),
-    FlagSpec(("--epochs",), "epochs", "int",
-             "new: epochs of --train-arch training (default: the original recipe's, 200; 50 for mnist)"),
-)
-
-NASBENCH201 = NasBench201(
-    name="nasbench201", nvt=NVT, max_n=MAX_N, start_type=START_TYPE, end_type=END_TYPE, default_num_gen_arch=800,
-    extra_flags=NB201_FLAGS,
-)

@@ -1,6 +1,6 @@
 """Independent jobs as Ray tasks: local or on a cluster, CPUs or GPUs, retries, a progress bar.
 
-Shared by the database builders (NB201 and OFA/MobileNetV3, through :mod:`metad2a.engine.build_jobs`).
+Shared by the database builders (NB201 and OFA/MobileNetV3, through :mod:`metad2a.build.jobs`).
 The caller gives a function ``fn(payload, context, device) -> value``, the jobs ``(key, payload)``
 and a callback that receives every job's final :class:`JobOutcome` as soon as it is known (to
 persist it). A job that raises, or

@@ -1,5 +1,5 @@
 """``MetaD2A_ofa/build_database.py`` / ``metad2a ofa-build-database``: the command line of
-:mod:`metad2a.engine.ofa_database_builder`.
+:mod:`metad2a.build.ofa_database`.
 
 The original flags (the OFA ``parser.py`` is shared with ``main.py``, whose flags are accepted and
 ignored here), e.g. from inside ``MetaD2A_ofa/``::
@@ -10,8 +10,7 @@ ignored here), e.g. from inside ``MetaD2A_ofa/``::
 plus our additions: tasks per shard, classes per task, image counts, the weights file, Ray. Each
 shard's tasks run as Ray jobs (one GPU each when there are GPUs); ``--gpu`` picks the visible GPUs
 of a local Ray instance (``all``: every GPU, ``cpu``: none). Run the same command again to resume
-an interrupted shard. ``METAD2A_BUILD_EXIT_AFTER=K`` (a test hook) ends the process abruptly after K
-tasks are persisted.
+an interrupted shard.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ PROG = "build_database.py"
 
 def build_parser() -> argparse.ArgumentParser:
     """The original OFA parser plus the database builder's own flags."""
-    from metad2a.cli import build_parser as main_parser
-    from metad2a.data.downloads import OFA_SUPERNET_TARGET
+    from metad2a.parser import build_parser as main_parser
+    from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
     from metad2a.search_spaces import get_search_space
 
     p = main_parser(get_search_space("ofa_mbv3"))
@@ -91,10 +90,9 @@ def _gpus(spec: str) -> tuple[float | None, str]:
 @user_command("interrupted; finished tasks are kept; run the same command to resume")
 def main(argv: list[str] | None = None) -> int:
     """Run the builder. User errors: one line on stderr and exit status 2."""
-    from metad2a.build_database import EXIT_AFTER_ENV
     from metad2a.config import PREDICTOR_HS
-    from metad2a.engine.ofa_database_builder import OfaBuildConfig, build_shard, collect_database
-    from metad2a.engine.ray_pool import RayPoolConfig
+    from metad2a.build.ofa_database import OfaBuildConfig, build_shard, collect_database
+    from metad2a.build.ray_pool import RayPoolConfig
     from metad2a.log import setup_logging
 
     args = build_parser().parse_args(argv)
@@ -121,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = RayPoolConfig(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_task=args.cpus_per_task,
                          gpus_per_task=args.gpus_per_task if args.gpus_per_task is not None else gpus,
                          max_retries=args.retries)
-    exit_after = os.environ.get(EXIT_AFTER_ENV)
-    build_shard(cfg, pool, exit_after=int(exit_after) if exit_after else None, progress=not args.no_progress,
-                device=device)
+    build_shard(cfg, pool, progress=not args.no_progress, device=device)
     return 0
 
 

@@ -29,7 +29,7 @@ import torch
 from metad2a.checkpoint import read_record, save_data
 from metad2a.data.arch_data import REPORTED_LOADER, ArchTrainingData, load_arch_training_data
 from metad2a.errors import DataFileError
-from metad2a.evaluation.nb201_train import TrainRecipe, train_arch
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
 
 ORIGINAL_SEEDS = (777, 888, 999)
 log = logging.getLogger("metad2a.nb201_seeds")
@@ -100,9 +100,9 @@ def _read_existing(path: Path, data_name: str, arch_str: str, recipe: TrainRecip
     if stored is not None and stored != arch_str:
         raise DataFileError(f"{path}: holds another architecture ({stored}) than the selected {arch_str}; "
                             "move or delete the seed-*.pth files to train the new one")
-    if entry.get("total_epoch") != recipe.total_epochs:
+    if entry.get("total_epoch") != recipe.epochs:
         raise DataFileError(f"{path}: was trained for {entry.get('total_epoch')} epochs, not "
-                            f"{recipe.total_epochs}; pass --epochs {entry.get('total_epoch')} to report it, "
+                            f"{recipe.epochs}; pass --epochs {entry.get('total_epoch')} to report it, "
                             "or move or delete it to train again")
     return record
 
@@ -164,7 +164,7 @@ def train_selected_arch(arch_str: str, data_name: str, data_path: str | Path, ou
                 def on_epoch(epoch: int, m: dict[str, Any], seed: int = seed) -> None:
                     valid = " ".join(f"{k} [loss={v[0]:.5f}, acc@1={v[1]:.2f}%, acc@5={v[2]:.2f}%]"
                                      for k, v in m["valid"].items())
-                    log.info(f"seed={seed} epoch={epoch:03d}/{recipe.total_epochs:03d} :: Train [loss="
+                    log.info(f"seed={seed} epoch={epoch:03d}/{recipe.epochs:03d} :: Train [loss="
                              f"{m['train_loss']:.5f}, acc@1={m['train_acc1']:.2f}%, acc@5={m['train_acc5']:.2f}%] "
                              f"{valid}")
 

@@ -1,20 +1,17 @@
 """What the database builders share: a saved plan, a results journal, and journaled Ray jobs.
 
-Both builders (NB201 :mod:`metad2a.engine.database_builder`, OFA/MobileNetV3
-:mod:`metad2a.engine.ofa_database_builder`) follow the same rules:
+Both builders (NB201 :mod:`metad2a.build.nb201_database`, OFA/MobileNetV3
+:mod:`metad2a.build.ofa_database`) follow the same rules:
 
 1. **Plan.** All random choices of a build are made once, from its seed, and saved as JSON together
    with the settings that produced them (:func:`load_or_save_plan`). A later run with the same
    settings resumes that plan; a run with other settings is refused with the differences listed.
 2. **Journal.** Every job's final outcome (success, or failure after the pool's retries) is appended
-   to a :class:`~metad2a.engine.results_journal.ResultsJournal` as soon as it is known
+   to a :class:`~metad2a.build.results_journal.ResultsJournal` as soon as it is known
    (:func:`run_journaled`), so a killed build loses only the jobs still running.
 3. **Resume.** A rerun runs only the jobs without a record, plus those recorded as failed when asked
    to (``retry_failed``, :func:`pending_keys`).
 4. **Failures** are left out of the written database and listed in the build's summary.
-
-``exit_after`` is a test hook: the process ends with :data:`EXIT_AFTER_CODE` (no clean-up, like a
-kill) once that many outcomes have been persisted in this run.
 """
 
 from __future__ import annotations
@@ -27,15 +24,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from metad2a import __version__
-from metad2a.checkpoint import _atomic_write
-from metad2a.engine.ray_pool import JobOutcome, RayPool
-from metad2a.engine.results_journal import ResultsJournal
+from metad2a.version import __version__
+from metad2a.files import write_text
+from metad2a.build.ray_pool import JobOutcome, RayPool
+from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
 
 log = logging.getLogger("metad2a")
 
-EXIT_AFTER_CODE = 75  # exit status of the exit_after test hook (a simulated kill)
 PLAN_FORMAT = "metad2a-build-plan"
 
 
@@ -79,7 +75,7 @@ def load_or_save_plan(path: str | Path, settings: Mapping[str, Any], make: Calla
         return saved, True
     body = {"format": PLAN_FORMAT, "metad2a_version": __version__, "settings": settings, **make()}
     text = json.dumps(body) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    write_text(path, text)
     return _json_normal(body), False
 
 
@@ -109,7 +105,7 @@ def job_record(outcome: JobOutcome, fields: Mapping[str, Any]) -> dict[str, Any]
 
 def run_journaled(pool: RayPool, journal: ResultsJournal, jobs: list[tuple[str, Any]],
                   fields: Mapping[str, Mapping[str, Any]], job_fn: Callable[[Any, Any, str], Any], context: Any, *,
-                  total: int, desc: str, progress: bool = True, exit_after: int | None = None,
+                  total: int, desc: str, progress: bool = True,
                   on_record: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Run ``jobs`` on ``pool`` and append each final outcome to ``journal`` as it arrives.
 
@@ -123,7 +119,6 @@ def run_journaled(pool: RayPool, journal: ResultsJournal, jobs: list[tuple[str, 
         total: jobs of the whole plan (for the progress bar, which starts at the ones done before).
         desc: bar label.
         progress: show the bar.
-        exit_after: test hook, see the module docstring.
         on_record: called with every record after it is persisted (e.g. to save partial output).
 
     Returns:
@@ -140,8 +135,6 @@ def run_journaled(pool: RayPool, journal: ResultsJournal, jobs: list[tuple[str, 
             log.warning(f"warning: job {outcome.key} failed after {outcome.attempts} attempt(s): {outcome.error}")
         if on_record is not None:
             on_record(rec)
-        if exit_after is not None and count >= exit_after:
-            os._exit(EXIT_AFTER_CODE)  # test hook: die like a killed process
 
     pool.run(job_fn, jobs, persist, context, total=total, done_before=total - len(jobs), desc=desc,
              progress=progress)

@@ -1,7 +1,7 @@
 """``metad2a nb201-info``: size of the NAS-Bench-201 network built for one cell, as JSON.
 
 Builds ``TinyNetwork`` for the cell and counts its parameters and MFLOPs the way the benchmark
-reports them (see ``metad2a.evaluation.nb201_network``), e.g.::
+reports them (see ``metad2a.search_spaces.nasbench201.network``), e.g.::
 
     metad2a nb201-info --num-classes 100 \\
         '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from metad2a.errors import MetaD2AError
-from metad2a.evaluation.nb201_network import TinyNetwork, count_parameters_and_flops
+from metad2a.search_spaces.nasbench201.network import TinyNetwork, count_parameters_and_flops
 
 PROG = "metad2a nb201-info"
 INPUT_SHAPE = (1, 3, 32, 32)

@@ -23,7 +23,6 @@ Conventions kept from the original:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,10 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from metad2a.checkpoint import read_state_dict
-from metad2a.data.downloads import OFA_SUPERNET_NAME, OFA_SUPERNET_TARGET, OFA_SUPERNET_URL
 from metad2a.errors import CheckpointError, DataFileError, MetaD2AError
+from metad2a.evaluation.metrics import topk_correct
 from metad2a.evaluation.net_size import count_flops, count_parameters
-from metad2a.search_spaces.ofa_mbv3 import DEPTHS, EXPANDS, KS, canonical_arch_dict
+from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_NAME, OFA_SUPERNET_TARGET, OFA_SUPERNET_URL
+from metad2a.search_spaces.ofa_mbv3.subnet import DEPTHS, EXPANDS, KS, canonical_arch_dict
 
 log = logging.getLogger("metad2a")
 
@@ -47,7 +47,6 @@ SUPERNET_KWARGS: dict[str, Any] = {"n_classes": 1000, "dropout_rate": 0.0, "widt
                                    "depth_list": list(DEPTHS)}
 LAST_CHANNEL = 1280  # input width of the classifier
 SIZE_RESOLUTION = 224  # params/FLOPs are always reported at 3x224x224, whatever the image size used
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GET_SUPERNET = "python get_files/get_ofa_supernet.py"  # run in MetaD2A_ofa/
 
 
@@ -88,14 +87,6 @@ def ensure_supernet_weights(path: str | Path, download: bool = True, progress: b
 def read_supernet_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The supernet's state_dict from its checkpoint (a dict with the weights under ``state_dict``)."""
     return read_state_dict(path, hint=f"it should be {OFA_SUPERNET_NAME} from `{GET_SUPERNET}`")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_supernet(state: Mapping[str, torch.Tensor] | None = None, seed: int | None = None,
@@ -253,10 +244,9 @@ def evaluate(nets: Sequence[nn.Module], batches: Iterable[Sequence[torch.Tensor]
             net.eval()
             out = net(x)
             loss[i] += F.cross_entropy(out, y, reduction="sum").item()
-            top = out.topk(min(5, out.size(1)), dim=1).indices
-            hit = top == y[:, None]
-            c1[i] += int(hit[:, 0].sum())
-            c5[i] += int(hit.any(1).sum())
+            k1, k5 = topk_correct(out, y, (1, 5))
+            c1[i] += k1
+            c5[i] += k5
         n += y.numel()
     if n == 0:
         raise DataFileError("evaluation got no image")

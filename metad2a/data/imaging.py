@@ -1,0 +1,31 @@
+"""Image conventions shared by every image pipeline: ImageNet statistics, the original's
+per-dataset normalisation, and RGB conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Norm = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel of a [0, 1] RGB input
+
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+IMAGENET_NORM: Norm = (IMAGENET_MEAN, IMAGENET_STD)
+
+# The Normalize() of the original's NB201 scripts per dataset (process_dataset.py and the training
+# of searched cells); every other dataset (aircraft, pets, your own) uses ImageNet's statistics.
+DATASET_NORMS: dict[str, Norm] = {
+    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
+    "svhn": ((0.4376821, 0.4437697, 0.47280442), (0.19803012, 0.20101562, 0.19703614)),
+    "cifar10": (tuple(v / 255 for v in (125.3, 123.0, 113.9)), tuple(v / 255 for v in (63.0, 62.1, 66.7))),
+    "cifar100": (tuple(v / 255 for v in (129.3, 124.1, 112.4)), tuple(v / 255 for v in (68.2, 65.4, 70.4))),
+}
+
+
+def dataset_normalisation(key: str | None, default: Norm = IMAGENET_NORM) -> Norm:
+    """(mean, std) of the original's Normalize() for a dataset key, ``default`` for others."""
+    return DATASET_NORMS.get(key or "", default)
+
+
+def to_rgb(img: Any) -> Any:
+    """Any PIL image -> RGB (grey is repeated to three channels)."""
+    return img if img.mode == "RGB" else img.convert("RGB")

@@ -1,0 +1,150 @@
+"""The MobileNetV3 / Once-for-All search space: its facts and hooks as a ``SearchSpace``.
+
+Architectures are OFA subnet dicts (``subnet.py``). Meta-training reads the collected databases
+(``collected_database.py``, split 70/15/15 on first use). The search is one step: the generator's
+``--test`` also loads the predictor and ranks what it generates. By default both loops run as the
+original does (docs/fidelity.md#loop-styles); ``--ofa-per-set`` switches to the per-set loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import igraph
+from torch import nn
+
+from metad2a import paths
+from metad2a.data.catalog import DatasetInfo
+from metad2a.data.formats import read_bylabel
+from metad2a.data.meta_train import RaggedMetaTrainDatabase
+from metad2a.errors import DataFileError
+from metad2a.nn.graph_batch import GraphBatch
+from metad2a.search_spaces.base import CommandSpec, FlagSpec, GetFiles, LoopStyle, SearchSpace
+from metad2a.search_spaces.ofa_mbv3 import subnet
+from metad2a.search_spaces.ofa_mbv3.collected_database import (
+    collected_database,
+    collected_split,
+    load_or_make_splits,
+)
+
+# Meta-test datasets (docs/fidelity.md#ofa-protocol): 10 runs for the CIFARs, else 1; no accuracy
+# table (the searched subnet is evaluated by fine-tuning, a later step). aircraft100 is FGVC's 100
+# variants; aircraft30 (manufacturers) is in the original's table and its "all" list although no
+# feature file was ever distributed for it.
+DATASETS = {
+    "cifar10": DatasetInfo(10, runs=10),
+    "cifar100": DatasetInfo(100, runs=10),
+    "mnist": DatasetInfo(10),
+    "svhn": DatasetInfo(10),
+    "aircraft30": DatasetInfo(30),
+    "aircraft100": DatasetInfo(100),
+    "pets": DatasetInfo(37),
+}
+ALL = ("cifar100", "cifar10", "mnist", "svhn", "aircraft30", "aircraft100", "pets")
+
+GET_GENERATOR_DATABASE = "python get_files/get_generator_database.py"
+
+# The original OFA parser is shared by main.py and build_database.py: the database flags are
+# accepted by main.py (and ignored there, as in the original), and ``--model_name`` also accepts
+# ``train_arch``, which main.py then rejects. ``--ofa-per-set`` is ours.
+FLAGS = (
+    FlagSpec(("--index",), "index", "int", "database shard id (build_database.py; main.py ignores it)",
+             ignored_by_main=True),
+    FlagSpec(("--imgnet",), "imgnet", "str", "ImageNet root with train/ (build_database.py; main.py ignores it)",
+             ignored_by_main=True),
+    FlagSpec(("--collect",), "collect", "flag", "merge database shards (build_database.py; main.py ignores it)",
+             False, ignored_by_main=True),
+    FlagSpec(("--ofa-per-set", "--ofa_per_set"), "ofa_per_set", "flag",
+             "new: NB201-style behaviour instead of the original OFA loops: batched generator updates "
+             "(one step per batch), and at meta-test one graph per resampled set (batched), ranked on "
+             "canonical chain graphs", False),
+)
+
+COMMANDS = (
+    CommandSpec("ofa-build-database", "metad2a.build.ofa_cli:main",
+                "build a shard of the OFA meta-training databases from ImageNet (MetaD2A_ofa/build_database.py)"),
+    CommandSpec("ofa-evaluate", "metad2a.search_spaces.ofa_mbv3.finetune:main",
+                "fine-tune and evaluate the searched subnet (MetaD2A_ofa/evaluation/main.py)"),
+)
+
+
+@dataclass(frozen=True)
+class OfaOptions:
+    """The OFA-only flag of ``main.py`` that changes behaviour: ``--ofa-per-set``."""
+
+    ofa_per_set: bool = False
+
+
+@dataclass(frozen=True)
+class OfaMbv3(SearchSpace):
+    """The MobileNetV3 space: architectures are OFA subnet dicts."""
+
+    # ------------------------------------------------------------------ codec
+    def arch_to_igraph(self, arch: Mapping[str, Any]) -> igraph.Graph:
+        return subnet.arch_dict_to_igraph(arch)
+
+    def igraph_to_arch(self, g: igraph.Graph) -> dict[str, list[int]] | None:
+        return subnet.igraph_to_arch_dict(g)
+
+    def is_valid(self, g: igraph.Graph) -> bool:
+        return subnet.is_valid(g)
+
+    def arch_from_types(self, types: Sequence[int]) -> dict[str, list[int]] | None:
+        return subnet.types_to_arch_dict(types)
+
+    def arch_types(self, arch: Mapping[str, Any]) -> list[int]:
+        return subnet.arch_dict_to_types(arch)
+
+    def arch_edges(self, arch: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+        return subnet.CHAIN_EDGES
+
+    def arch_key(self, arch: Mapping[str, Any]) -> str:
+        return subnet.arch_dict_to_str(arch)
+
+    # ------------------------------------------------------------------ hooks
+    def options(self, values: Mapping[str, Any]) -> OfaOptions:
+        return OfaOptions(bool(values.get("ofa_per_set", False)))
+
+    def loop_style(self, options: OfaOptions) -> LoopStyle:
+        """The original loops (one step per task; one graph per pooled batch of 100 resampled
+        sets), unless ``--ofa-per-set`` (docs/fidelity.md#loop-styles)."""
+        original = not (options is not None and options.ofa_per_set)
+        return LoopStyle(step_per_sample=original, pooled_search=original)
+
+    def prepare_meta_train(self, kind: str, data_path: Path, num_sample: int,
+                           make_model: Callable[[int], nn.Module]) -> tuple[nn.Module, RaggedMetaTrainDatabase]:
+        """imgnet32 features and the collected database of ``kind``, split 70/15/15 on first use."""
+        from metad2a.search_spaces.ofa_mbv3.downloads import PREDICTOR_DATABASE_UNAVAILABLE
+
+        feats = read_bylabel(paths.bylabel(data_path, paths.IMAGENET32),
+                             hint=f"download it with `{self.get_files.preprocessed}`")
+        # The original builds the model before its database, so a first-use split (torch.randperm)
+        # draws from the global RNG after the model's initialisation: keep that order.
+        model = make_model(feats[0].size(1))
+        hint = (f"download it with `{GET_GENERATOR_DATABASE}`" if kind == "generator"
+                else PREDICTOR_DATABASE_UNAVAILABLE)
+        splits = load_or_make_splits(data_path, kind, hint)
+        graphs = {}
+        for name, sp in splits.items():
+            try:
+                types = [self.arch_types(net) for net in sp.nets]
+            except ValueError as e:  # ArchDictError: one line naming the file
+                raise DataFileError(f"{collected_split(data_path, kind, name)}: {e}") from e
+            graphs[name] = GraphBatch.from_lists(types, [self.arch_edges(n) for n in sp.nets], self.max_n)
+        db = RaggedMetaTrainDatabase(
+            feats, {k: v.classes for k, v in splits.items()}, graphs, {k: v.acc for k, v in splits.items()},
+            splits["train"].mean, splits["train"].std, num_sample, source=str(collected_database(data_path, kind)))
+        return model, db
+
+
+OFA_MBV3 = OfaMbv3(
+    name="ofa_mbv3", cli_name="ofa", nvt=subnet.NVT, max_n=subnet.MAX_N, start_type=subnet.START_TYPE,
+    end_type=subnet.END_TYPE, nvt_flag_offset=subnet.NVT - subnet.NVT_FLAG, default_num_gen_arch=200,
+    model_choices=("generator", "predictor", "train_arch"), extra_flags=FLAGS, datasets=DATASETS,
+    all_generator=ALL, all_predictor=ALL, generator_ranks=True, num_gen_arch_dir=True,
+    released_generator_epoch=120, get_files=GetFiles(generator_checkpoint="python get_files/get_generator_checkpoint.py"),
+    commands=COMMANDS,
+)
