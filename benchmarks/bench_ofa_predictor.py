@@ -5,7 +5,7 @@
 About 4 minutes on 2 idle CPU cores with the defaults (meta-training: about 25 s per epoch).
 
 ImageNet evaluation of subnets is impossible offline, so OFA's own MobileNetV3 accuracy predictor
-(``../shared/data/ofa/ofa_mbv3_acc_predictor.pth``, DATA.md) stands in for ImageNet top-1. A
+(``../shared/data/ofa/ofa_mbv3_acc_predictor.pth``, docs/data.md#ofa-acc-predictor) stands in for ImageNet top-1. A
 synthetic OFA meta-training database is written in the original collected-database format: tasks
 are random class subsets (``--ways``) of a *synthetic* 512-d feature file, each with one random
 subnet whose accuracy is ``100 * oracle(subnet) - difficulty(way) + noise`` (percent). Our predictor

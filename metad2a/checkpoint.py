@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from metad2a.errors import CheckpointError, DataFileError
+from metad2a.errors import CheckpointError, DataFileError, one_line
 from metad2a.files import atomic_write
 from metad2a.version import __version__
 
@@ -64,7 +64,7 @@ def _torch_load(path: Path, weights_only: bool, error: type[Exception], hint: st
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # truncated zip, bad pickle, foreign format: one clear line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = one_line(e, first=True)
         raise error(
             f"{path}: cannot be read as a PyTorch file ({type(e).__name__}: {msg}); it may be truncated "
             f"or corrupt: delete it and obtain it again{' (' + hint + ')' if hint else ''}"

@@ -21,6 +21,7 @@ from metad2a.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
+    require_positive,
     to_dict,
 )
 from metad2a.errors import MetaD2AError, user_command
@@ -51,11 +52,7 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
                            f"{space.name!r}; run the main.py of the other folder")
     if args.nvt + space.nvt_flag_offset != space.nvt:
         raise MetaD2AError(f"--nvt {args.nvt} does not fit {space.name} (expects {space.nvt - space.nvt_flag_offset})")
-    positive = SHARED_POSITIVE + tuple(f.dest for f in space.extra_flags if f.positive)
-    for dest in positive:
-        value = getattr(args, dest, None)
-        if value is not None and value < 1:
-            raise MetaD2AError(f"--{dest.replace('_', '-')} must be a positive integer, got {value}")
+    require_positive(args, *SHARED_POSITIVE, *(f.dest for f in space.extra_flags if f.positive), allow_none=True)
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
     if args.model_name == "generator" and mc.hs != mc.nz:
@@ -127,7 +124,7 @@ def _record(run_dir: Path, mode: str, argv: list[str] | None, *configs: object) 
 
 
 @user_command("interrupted; checkpoints and resume_state.pt of finished epochs are kept (use --resume)")
-def main(argv: list[str] | None = None, space: str = "nasbench201") -> int:
+def main(argv: list[str] | None = None, *, space: str) -> int:
     """Entry point of ``MetaD2A_*/main.py``: user errors become one line on stderr and exit code 2."""
     return run(argv, space)
 
@@ -145,7 +142,7 @@ def console_main(argv: list[str] | None = None) -> int:
     commands: dict[str, tuple[str, object]] = {}
     for space in SEARCH_SPACES.values():
         commands[space.cli_name] = (f"main.py of the {space.name} space (the original flags)",
-                                    lambda rest, name=space.name: main(rest, name))
+                                    lambda rest, name=space.name: main(rest, space=name))
         for c in space.commands:
             commands[c.name] = (c.help, lambda rest, target=c.target: _entry_point(target)(rest))
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:

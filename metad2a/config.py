@@ -3,6 +3,7 @@ gets these (and the search space's own options object, ``SearchSpace.options``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -13,19 +14,21 @@ GENERATOR_HS = 56
 PREDICTOR_HS = 512
 
 
-def require_positive(obj: Any, *names: str, label: str = "--{flag}") -> None:
-    """Raise a one-line ``MetaD2AError`` unless each named field of ``obj`` is None or an int >= 1.
+def require_positive(obj: Any, *names: str, label: str = "--{flag}", allow_none: bool = False,
+                     error: type[Exception] = MetaD2AError) -> None:
+    """Raise a one-line ``error`` unless each named value is an int >= 1 (or None, if allowed).
 
-    ``label`` formats the field name for the message: ``"--{flag}"`` gives ``--max-steps`` for
-    ``max_steps``; ``"training recipe: {name}"`` gives ``training recipe: epochs``.
+    ``obj`` is a mapping of the values or an object whose attributes they are. ``label`` formats
+    the name for the message: ``"--{flag}"`` gives ``--max-steps`` for ``max_steps``; ``"training
+    recipe: {name}"`` gives ``training recipe: epochs``.
     """
     for name in names:
-        v = getattr(obj, name)
-        if v is None:
+        v = obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
+        if v is None and allow_none:
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             what = label.format(flag=name.replace("_", "-"), name=name)
-            raise MetaD2AError(f"{what} must be a positive integer, got {v!r}")
+            raise error(f"{what} must be a positive integer, got {v!r}")
 
 
 @dataclass(frozen=True)

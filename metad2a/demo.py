@@ -40,7 +40,7 @@ def search(work: Path, quiet: bool = False) -> dict:
     for s in steps:
         if not quiet:
             print(f"\n$ python MetaD2A_nas_bench_201/main.py {' '.join(s + common)}")
-        if cli_main(s + common):
+        if cli_main(s + common, space="nasbench201"):
             raise SystemExit(2)
     return json.loads((results / "meta_test" / TARGET / "best_arch" / "result.json").read_text())
 

@@ -3,7 +3,7 @@
 Replaces the download code of the original ``get_files/*.py`` scripts (HayeonLee/MetaD2A, MIT),
 which streamed with ``requests`` and a tqdm bar but crashed without a Content-Length header,
 re-downloaded everything on every run, had no checksums and wrote straight to the target
-(ORIGINAL.md §2.4, §3.4 and §5 items 21-22). Here:
+(docs/fidelity.md#downloads). Here:
 
 * the body goes to ``<target>.part`` and is renamed into place only when complete, so a failed or
   interrupted transfer leaves nothing at the target path. The ``.part`` file is kept on purpose:
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
-from metad2a.errors import DownloadError, MetaD2AError
+from metad2a.errors import DownloadError, MetaD2AError, one_line
 from metad2a.files import file_sha256
 
 MIRROR_ENV = "METAD2A_MIRROR"
@@ -276,15 +276,11 @@ def _describe(err: requests.RequestException) -> str:
     return f"connection failed ({cause.group(0)})" if cause else "connection failed"
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 def strip_archive_suffix(name: str) -> str:
     """``'fgvc-aircraft-2013b.tar.gz'`` -> ``'fgvc-aircraft-2013b'``.
 
     The original used ``name.strip('.tar.gz')``, which strips a character set from both ends and
-    works for this name only by accident (ORIGINAL.md §5 item 22).
+    works for this name only by accident (docs/fidelity.md#strip-suffix).
     """
     for suffix in (".tar.gz", ".tgz", ".tar"):
         if name.endswith(suffix):
@@ -320,7 +316,7 @@ def extract_tarball(archive: str | Path, dest_dir: str | Path, *, remove: bool =
             tar.extractall(root, members=members, **extra)
     except (tarfile.TarError, EOFError) as err:
         raise DownloadError(
-            f"{archive}: unreadable archive ({_one_line(err)}); delete it and run again"
+            f"{archive}: unreadable archive ({one_line(err)}); delete it and run again"
         ) from err
     if remove:
         archive.unlink()
@@ -379,7 +375,7 @@ def download_all(entries: Iterable[ManifestEntry | Sequence], root: str | Path =
             fetched += 1
         except (MetaD2AError, OSError) as err:
             failed.append(entry.target)
-            print(f"error: {entry.target}: {_one_line(err)}", file=sys.stderr, flush=True)
+            print(f"error: {entry.target}: {one_line(err)}", file=sys.stderr, flush=True)
     print(
         f"{fetched} downloaded, {present} already present, {len(failed)} failed "
         f"(under {root.resolve()})",

@@ -25,13 +25,26 @@ class DownloadError(MetaD2AError):
     """A download failed: HTTP error, HTML page instead of the file, truncated body, wrong size or hash."""
 
 
-def one_line(err: BaseException) -> str:
-    """The message of ``err`` as one line; for an error re-raised from a DataLoader worker (whose
-    message carries the worker's traceback) the last line, without the exception's class name."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if len(lines) > 1 and "Traceback" in str(err):
-        return lines[-1].removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
-    return " ".join(lines) or type(err).__name__
+def one_line(err: BaseException, *, first: bool = False, with_type: bool = False, limit: int | None = None) -> str:
+    """The message of ``err`` as one line.
+
+    An error re-raised from another process (a DataLoader worker, a Ray task) carries the remote
+    traceback in its message: then its last line, without the exception's class name. Otherwise the
+    lines joined (or only the ``first`` line), whitespace collapsed; ``with_type`` prefixes the
+    class name, ``limit`` cuts the message to that many characters.
+    """
+    text = str(err)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        msg = type(err).__name__
+    elif first:
+        msg = lines[0]
+    elif len(lines) > 1 and "Traceback" in text:
+        msg = lines[-1].removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
+    else:
+        msg = " ".join(" ".join(lines).split())
+    msg = msg[:limit] if limit else msg
+    return f"{type(err).__name__}: {msg}" if with_type else msg
 
 
 def user_command(interrupted: str = "interrupted", also: tuple[type[BaseException], ...] = ()) -> Callable:

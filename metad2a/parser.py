@@ -1,7 +1,7 @@
 """The original ``main.py`` flags of a search space, as one argparse parser.
 
-Shared by ``main.py`` (``cli.py``) and by the database builder whose original parser is the same
-one (``build/ofa_cli.py``). Space-specific defaults and extra flags come from the ``SearchSpace``.
+Shared by ``main.py`` (``cli.py``) and by a database builder whose original parser is the same one.
+Space-specific defaults and extra flags come from the ``SearchSpace``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 "missing file" error (files of one space only are named in that space's package).
 
 Defaults stay the original ones: ``--data-path data`` and ``--save-path results``, relative to the
-working directory (the README runs inside ``MetaD2A_nas_bench_201/`` or ``MetaD2A_ofa/``).
+working directory (the README runs inside a space's front-end folder).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ README_MODELS = {
     "ofa_mbv3_generator": (GeneratorModel, dict(nvt=29, max_n=22, hs=56, nz=56)),
     "ofa_mbv3_predictor": (PredictorModel, dict(nvt=29, max_n=22, hs=512, nz=56)),
 }
-PARAM_COUNTS = {  # ORIGINAL.md Appendix A
+PARAM_COUNTS = {  # docs/data.md#checkpoint-keys
     "nasbench201_generator": 304_200,
     "nasbench201_predictor": 4_020_361,
     "ofa_mbv3_generator": 322_478,

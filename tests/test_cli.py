@@ -5,7 +5,7 @@ from metad2a.parser import build_parser, str2bool
 from metad2a.search_spaces import get_search_space
 
 NB201 = get_search_space("nasbench201")
-README_COMMANDS = [  # ORIGINAL.md §2.3, verbatim
+README_COMMANDS = [  # docs/fidelity.md#nb201-command-lines, verbatim
     "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar10",
     "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar10",
     "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar100",
@@ -60,17 +60,18 @@ def test_unknown_and_abbreviated_flags_fail():
 )
 def test_user_errors_are_one_line(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    assert main(argv, space="nasbench201") == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
 
 
 def test_missing_data_names_file_and_script(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["--gpu", "cpu", "--model", "predictor", "--max-epoch", "1"]) == 2
+    assert main(["--gpu", "cpu", "--model", "predictor", "--max-epoch", "1"], space="nasbench201") == 2
     err = capsys.readouterr().err
     assert "meta_train_tasks_predictor.pt: file not found" in err and "get_preprocessed_data.py" in err
-    assert main(["--gpu", "cpu", "--model", "generator", "--test", "--load-epoch", "400", "--data-name", "cifar10"]) == 2
+    argv = ["--gpu", "cpu", "--model", "generator", "--test", "--load-epoch", "400", "--data-name", "cifar10"]
+    assert main(argv, space="nasbench201") == 2
     err = capsys.readouterr().err
     assert "ckpt_400.pt: file not found" in err and "get_files/get_checkpoint.py" in err
 

@@ -1,4 +1,4 @@
-"""Training a selected NB201 architecture (ORIGINAL.md §2.10-§2.11): recipe, schedule, data splits,
+"""Training a selected NB201 architecture (docs/fidelity.md#train-arch): recipe, schedule, data splits,
 the seed-XXXX.pth files of ``main.py --train-arch`` and their reuse. CPU-only, tiny data."""
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def searched(tmp_path, monkeypatch):
 def test_train_arch_writes_seed_files_and_reuses_them(searched, monkeypatch, capsys):
     argv = ["--gpu", "cpu", "--model", "predictor", "--test", "--data-name", "mine", "--num-gen-arch", "1",
             "--train-arch", "true", "--epochs", "1"]
-    assert main(argv) == 0
+    assert main(argv, space="nasbench201") == 0
     out = searched / "results" / "meta_test" / "mine" / "best_arch"
     rec = read_record(out / "seed-0777.pth")
     assert set(rec) == {"info", "mine", "all_dataset_keys"} and rec["all_dataset_keys"] == ["mine"]
@@ -174,19 +174,20 @@ def test_train_arch_writes_seed_files_and_reuses_them(searched, monkeypatch, cap
 
     monkeypatch.setattr(nb201_seeds, "train_arch", no_training)
     stamp = (out / "seed-0777.pth").stat().st_mtime_ns
-    assert main(argv) == 0
+    assert main(argv, space="nasbench201") == 0
     assert (out / "seed-0777.pth").stat().st_mtime_ns == stamp
     assert json.loads((out / "result.json").read_text())["trained"]["reused"] == [True] * 3
     assert (out / "accuracy.txt").read_text().splitlines() == lines
     capsys.readouterr()
-    assert main(argv[:-1] + ["2"]) == 2  # a seed file with other epochs is refused, not reported
+    # a seed file with other epochs is refused, not reported
+    assert main(argv[:-1] + ["2"], space="nasbench201") == 2
     err = capsys.readouterr().err.strip()
     assert "seed-0777.pth: was trained for 1 epochs, not 2" in err and len(err.splitlines()) == 1
 
 
 def test_missing_raw_data_is_one_line_naming_the_script(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["--gpu", "cpu", "--model", "predictor", "--test", "--data-name", "mnist"]) == 2
+    assert main(["--gpu", "cpu", "--model", "predictor", "--test", "--data-name", "mnist"], space="nasbench201") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "raw-data/mnist" in err and "get_files/get_mnist.py" in err
     assert "--train-arch false" in err

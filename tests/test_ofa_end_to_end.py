@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_ofa" / "main.py"
 GOLDEN = Path(__file__).parent / "golden"
 TRAIN = ["--max-epoch", "1", "--save-epoch", "1"]
-# README command lines (ORIGINAL.md §3.3), run from inside MetaD2A_ofa/
+# README command lines (docs/fidelity.md#ofa-command-lines), run from inside MetaD2A_ofa/
 README_PREDICTOR = "--gpu 0 --model predictor --hs 512 --nz 56"
 README_GENERATOR = "--gpu 0 --model generator --hs 56 --nz 56"
 # with --num-gen-arch 200 -> 2, and 3 of the 10 classes: every decoded graph pools 100 resampled

@@ -28,7 +28,7 @@ from metad2a.search_spaces.ofa_mbv3.space import OfaOptions
 from metad2a.search_spaces.ofa_mbv3.synthetic import synthetic_ofa_entry, write_synthetic_ofa
 
 OFA = get_search_space("ofa_mbv3")
-README_COMMANDS = [  # ORIGINAL.md §3.3, run from inside MetaD2A_ofa/
+README_COMMANDS = [  # docs/fidelity.md#ofa-command-lines, run from inside MetaD2A_ofa/
     *(f"--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 120 --num-gen-arch 200 --data-name {d}"
       for d in ("cifar10", "cifar100", "aircraft100", "pets")),
     "--gpu 0 --model predictor --hs 512 --nz 56",

@@ -33,7 +33,7 @@ def test_exhaustive_round_trip_all_15625_cells():
 
 
 def test_matrix_rule_gives_canonical_graph():
-    # row i = [type, flags...]; the flags of the canonical topology (ORIGINAL.md §2.5)
+    # row i = [type, flags...]; the flags of the canonical topology (docs/fidelity.md#nb201-encoding)
     rows = [[0], [2, 1], [3, 0, 0], [4, 0, 1, 0], [5, 0, 0, 0, 0], [6, 0, 1, 0, 0, 0],
             [2, 0, 0, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1]]
     g = nb.matrix_to_igraph(rows)

@@ -117,7 +117,7 @@ def test_per_stage_depth_rule_and_validity():
     assert not ofa.is_valid(make_graph(types[:20] + [1], chain[:20]))  # 21 vertices
     assert not ofa.is_valid(make_graph(types, chain[:7] + chain[8:]))  # missing chain edge 7->8
     assert not ofa.is_valid(make_graph(types, chain + [(15, 4)]))  # cycle
-    # beyond validity, edges of generated graphs do not matter for the dict (ORIGINAL.md §3.5)
+    # beyond validity, edges of generated graphs do not matter for the dict (docs/fidelity.md#ofa-encoding)
     extra = make_graph(types, chain + [(0, 5), (3, 17), (12, 21)])
     assert ofa.is_valid(extra) and ofa.igraph_to_arch_dict(extra) == a
 
@@ -174,7 +174,7 @@ def test_ofa_accuracy_predictor_oracle():
     assert list(state) == [f"{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
     model = load_ofa_accuracy_predictor(path)
     largest, smallest = predict_accuracy(model, [LARGEST, SMALLEST])
-    assert abs(largest - 0.8359) < 0.002 and abs(largest - 0.836) < 0.005  # DATA.md: 0.836
+    assert abs(largest - 0.8359) < 0.002 and abs(largest - 0.836) < 0.005  # docs/data.md#ofa-acc-predictor: 0.836
     assert abs(smallest - 0.7774) < 0.002
     assert predict_accuracy(model, [LARGEST], resolution=160)[0] < largest
     # unused slots beyond the stage depth do not change the prediction

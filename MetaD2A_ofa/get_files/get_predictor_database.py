@@ -1,7 +1,7 @@
 """Explain that the OFA predictor database was never published; downloads nothing, exits 2.
 
 The original script fetched the predictor checkpoint into
-data/predictor/processed/collected_database.pt by mistake (ORIGINAL.md §5 item 12).
+data/predictor/processed/collected_database.pt by mistake (docs/fidelity.md#ofa-predictor-database).
 """
 
 from __future__ import annotations

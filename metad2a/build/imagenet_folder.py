@@ -1,4 +1,4 @@
-"""An ImageNet-layout folder for the OFA database builder (ORIGINAL.md §3.6): ``<root>/train/<wnid>/``
+"""An ImageNet-layout folder for the OFA database builder (docs/data.md#imagenet-folder): ``<root>/train/<wnid>/``
 and ``<root>/val/<wnid>/``, one sub-folder per class.
 
 Class ``c`` is the ``c``-th wnid of ``val/`` in sorted order (0-based), the convention of the original
@@ -6,7 +6,7 @@ collected database. The raw ILSVRC2012 validation archive unpacks into one flat 
 sorted into one folder per class first (the usual ``valprep.sh``).
 
 Image choices are seeded, never file-system order (which made the original's "first 10 files of
-glob" differ between machines, ORIGINAL.md §5.20): :func:`choose_val_files` takes a seeded sample
+glob" differ between machines, docs/fidelity.md#ofa-db-images): :func:`choose_val_files` takes a seeded sample
 of each class's sorted file list, :func:`choose_train_files` a seeded sample of all training images.
 """
 

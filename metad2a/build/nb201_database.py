@@ -1,6 +1,6 @@
 """A NB201 meta-training database from any labelled images (``metad2a build-database``).
 
-The original meta-trains on ImageNet-32 tasks (ORIGINAL.md §2.4, §2.6-§2.7): 20-class subsets of the
+The original meta-trains on ImageNet-32 tasks (docs/fidelity.md#nb201-database-builder): 20-class subsets of the
 ImageNet-32 classes, NB201 architectures trained on them, their accuracies. Only the finished files
 were published. This module makes files of the same formats from any source
 (:func:`metad2a.data.image_sources.build_source`: a torchvision name, an image folder, scikit-learn
@@ -18,7 +18,7 @@ were published. This module makes files of the same formats from any source
    finished job (success or final failure) is appended to ``build_results.jsonl`` at once, so a killed
    build resumes where it stopped and no finished job is trained again; failures are retried
    (``max_retries``) and then recorded with their error (``--retry-failed`` tries them again later).
-3. **Write** (ORIGINAL.md §2.4 formats, :mod:`metad2a.data.formats`):
+3. **Write** (docs/data.md#nb201-inputs, :mod:`metad2a.data.formats`):
 
    - ``meta_train_task_lst.pt``: the tasks as lists of **1-based** class ids (the original's convention);
    - ``meta_train_tasks_predictor.pt`` + ``_idx.pt``: every successful job (plan order), seeded permutation;
@@ -65,6 +65,7 @@ from metad2a.build.jobs import (
 )
 from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.build.results_journal import ResultsJournal
+from metad2a.config import require_positive
 from metad2a.errors import DataFileError, MetaD2AError
 from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
 from metad2a.search_spaces.nasbench201 import cell as nb
@@ -123,14 +124,9 @@ class BuildConfig:
     retry_failed: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("num_tasks", "classes_per_task", "archs_per_task", "top_k", "feature_batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise MetaD2AError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        for name in ("images_per_class", "test_images_per_class", "features_per_class", "feature_image_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise MetaD2AError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        require_positive(self, "num_tasks", "classes_per_task", "archs_per_task", "top_k", "feature_batch_size")
+        require_positive(self, "images_per_class", "test_images_per_class", "features_per_class",
+                         "feature_image_size", allow_none=True)
         if self.archs_per_task > nb.NUM_ARCHS:
             raise MetaD2AError(f"--archs-per-task is at most {nb.NUM_ARCHS} (the NB201 cells)")
         if self.top_k > self.archs_per_task:

@@ -1,4 +1,4 @@
-"""The OFA/MobileNetV3 meta-training databases from an ImageNet-layout folder (ORIGINAL.md §3.6).
+"""The OFA/MobileNetV3 meta-training databases from an ImageNet-layout folder (docs/fidelity.md#ofa-database-builder).
 
 One run builds one shard ``--index`` of the predictor or generator database, as the original's
 ``build_database.py``; ``--collect`` merges the shards into the file ``main.py`` reads
@@ -18,7 +18,7 @@ One run builds one shard ``--index`` of the predictor or generator database, as 
    for the task's classes (the features the predictor was meta-trained on), averaged over
    ``pred_num_sets`` draws; the best-scored candidate is the task's entry. The original scored
    ResNet-18 features of the 224-px task images, 10 per class regrouped into sets of 20 rows (two
-   classes merged per "class", ORIGINAL.md §5.14); the choice never depended on the measured
+   classes merged per "class", docs/fidelity.md#ofa-db-ranking); the choice never depended on the measured
    accuracies, so scoring first changes nothing else. By default every candidate is still measured
    (``eval_candidates="all"``, as the original, but each with BN re-calibration: the original skipped
    it for the first candidate); ``"chosen"`` measures only the entry (``candidates`` times cheaper).
@@ -62,6 +62,7 @@ from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, ch
 from metad2a.build.jobs import load_or_save_plan, pending_keys, run_journaled, warn_stray
 from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.build.results_journal import ResultsJournal
+from metad2a.config import require_positive
 from metad2a.errors import DataFileError, MetaD2AError
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database, collected_split
@@ -153,12 +154,9 @@ class OfaBuildConfig:
             raise MetaD2AError(f"--model_name must be predictor or generator to build a database, got {self.model!r}")
         if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
             raise MetaD2AError(f"--index must be a shard number >= 0, got {self.index!r}")
-        for name in ("num_tasks", "way_min", "way_max", "way_step", "val_per_class", "bn_images", "image_size",
-                     "batch_size", "bn_batch_size", "candidates", "hs", "nz", "num_sample", "pred_num_sets",
-                     "save_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise MetaD2AError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        require_positive(self, "num_tasks", "way_min", "way_max", "way_step", "val_per_class", "bn_images",
+                         "image_size", "batch_size", "bn_batch_size", "candidates", "hs", "nz", "num_sample",
+                         "pred_num_sets", "save_every")
         if self.workers < 0:
             raise MetaD2AError(f"--workers must be >= 0, got {self.workers}")
         if self.way_max < self.way_min:

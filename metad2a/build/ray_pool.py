@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metad2a.errors import MetaD2AError
+from metad2a.config import require_positive
+from metad2a.errors import MetaD2AError, one_line
 
 log = logging.getLogger("metad2a")
 
@@ -56,8 +57,7 @@ class RayPoolConfig:
     max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise MetaD2AError(f"--num-cpus must be a positive integer, got {self.num_cpus}")
+        require_positive(self, "num_cpus", allow_none=True)
         if self.cpus_per_task <= 0 or (self.gpus_per_task is not None and self.gpus_per_task < 0):
             raise MetaD2AError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
         if self.max_retries < 0:
@@ -98,12 +98,7 @@ def _execute(fn: Callable[[Any, Any, str], Any], payload: Any, context: Any) -> 
 def one_line_error(err: BaseException) -> str:
     """A Ray error as ``Type: message`` on one line (the task's own exception when there is one)."""
     cause = getattr(err, "cause", None)
-    e = cause if isinstance(cause, BaseException) else err
-    msg = " ".join(str(e).split())
-    if "Traceback" in msg or len(msg) > 300:  # Ray's wrapped messages carry the remote traceback
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        msg = lines[-1] if lines else type(e).__name__
-    return f"{type(e).__name__}: {msg[:300]}"
+    return one_line(cause if isinstance(cause, BaseException) else err, with_type=True, limit=300)
 
 
 @contextmanager

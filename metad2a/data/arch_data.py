@@ -1,4 +1,4 @@
-"""Images for training a selected NB201 architecture (ORIGINAL.md §2.10): 32x32 tensors, splits.
+"""Images for training a selected NB201 architecture (docs/fidelity.md#train-arch): 32x32 tensors, splits.
 
 The original trains on the **training** split and evaluates every epoch on three loaders over the
 **test** split: ``ori-test`` (all of it), ``x-valid`` and ``x-test`` (two halves given by

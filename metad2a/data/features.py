@@ -1,4 +1,4 @@
-"""Image features per class: the logic of the original ``process_dataset.py`` (ORIGINAL.md §2.4), fixed.
+"""Image features per class: the logic of the original ``process_dataset.py`` (docs/fidelity.md#features), fixed.
 
 Output: ``<data-path>/<name>bylabel.pt`` in the original layout ``{class: [Tensor[N_c, D]]}`` (written
 by :func:`metad2a.data.formats.write_bylabel`), plus ``<name>bylabel.json`` saying how it was made.
@@ -23,7 +23,7 @@ Extractors (:data:`EXTRACTORS`, name -> :class:`ExtractorSpec`):
 Fixes over the original: every image is converted to RGB *before* normalising (the original repeated
 MNIST's grey channel after Normalize and crashed); batched DataLoader on CPU or GPU instead of one
 whole class in one CPU batch; the output path and dataset come from explicit arguments (the original
-read undefined ``args.save_path``/``args.data``, §5 item 10); aircraft, pets, scikit-learn digits and any
+read undefined ``args.save_path``/``args.data``, docs/fidelity.md#process-dataset-fixes); aircraft, pets, scikit-learn digits and any
 image folder are supported; ``--max-per-class`` takes a seeded random subset per class.
 """
 

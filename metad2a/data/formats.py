@@ -1,4 +1,4 @@
-"""Readers and writers of the original NB201 data files (ORIGINAL.md §2.4), one pair per format.
+"""Readers and writers of the original NB201 data files (docs/data.md#nb201-inputs), one pair per format.
 
 - ``<name>bylabel.pt``: ``{class_index: [Tensor[N_c, D]]}``, classes 0-based, rows = samples.
 - ``meta_train_task_lst.pt``: list of tasks, each a list of 1-based class ids into imgnet32.

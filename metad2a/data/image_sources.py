@@ -1,4 +1,4 @@
-"""Labelled image sources for feature extraction (``process_dataset.py``, ORIGINAL.md §2.4, §2.10).
+"""Labelled image sources for feature extraction (``process_dataset.py``, docs/data.md#raw-data).
 
 Every source is an :class:`ImageSource`: a dataset whose item ``i`` is ``(PIL.Image, class_index)``,
 the class index of every item (known without decoding images, so per-class subsets can be chosen

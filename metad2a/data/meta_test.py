@@ -1,4 +1,4 @@
-"""Meta-test (search) target datasets: resampled feature sets of a dataset's classes (ORIGINAL.md §2.8)."""
+"""Meta-test (search) target datasets: resampled feature sets of a dataset's classes (docs/fidelity.md#nb201-generator-step)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The meta-training database: (task features, architecture graph, accuracy) triples (ORIGINAL.md §2.6-§2.7)."""
+"""The meta-training database: (task features, architecture graph, accuracy) triples (docs/fidelity.md#nb201-meta-training)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Turning per-class features into the sets the models read: ``num_sample`` random rows per class,
-classes concatenated in order -> [C * num_sample, D] (ORIGINAL.md §1.1)."""
+classes concatenated in order -> [C * num_sample, D] (docs/fidelity.md#overview)."""
 
 from __future__ import annotations
 

@@ -216,7 +216,7 @@ class GeneratorRunner(Runner):
                     raise MetaD2AError(f"no valid architecture among {decoded} decoded graphs for {name}; "
                                        f"is the generator checkpoint trained?")
                 path = paths.generated_arch_file(out, run)
-                # arch_key is the original output line in both spaces (NB201 string / OFA dict string)
+                # arch_key is the original output line of the space (``SearchSpace.arch_key``)
                 write_archive(path, secs, [self.space.arch_key(a) for a in archs])
                 times.append(secs)
                 log.info(f"==> save generated architectures in {path}")

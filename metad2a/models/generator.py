@@ -1,4 +1,4 @@
-"""GeneratorModel: dataset encoder -> latent z -> D-VAE graph decoder (ORIGINAL.md §1.5).
+"""GeneratorModel: dataset encoder -> latent z -> D-VAE graph decoder (docs/fidelity.md#generator).
 
 Attribute names and registration order are the original's, unused modules included, so that the
 released checkpoints (NB201 ``ckpt_400.pt``, OFA ``ckpt_120.pt``) load with ``strict=True``.
@@ -165,7 +165,7 @@ class GeneratorModel(DVAEBase):
         uniforms: tuple[torch.Tensor, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> GraphBatch:
-        """Decode one graph per latent row, vertex by vertex (ORIGINAL.md §1.5 ``graph_decode``).
+        """Decode one graph per latent row, vertex by vertex (docs/fidelity.md#generator-decoding).
 
         Types are sampled from the softmax by inverse CDF (as ``numpy.random.choice``), edges by
         ``u < p``; the last position is forced to the end type, and a new end vertex is joined

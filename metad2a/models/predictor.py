@@ -1,4 +1,4 @@
-"""PredictorModel: dataset encoding + bidirectional D-VAE graph encoding -> accuracy (ORIGINAL.md §1.6).
+"""PredictorModel: dataset encoding + bidirectional D-VAE graph encoding -> accuracy (docs/fidelity.md#predictor).
 
 Attribute names and registration order are the original's, unused modules included, so the
 released ``ckpt_max_corr.pt`` files load with ``strict=True``.

@@ -4,7 +4,7 @@
 parameters itself: each model registers its modules in the original order under the original
 names (so the released checkpoints load with ``strict=True``) and calls these methods with them.
 
-Equations (ORIGINAL.md §1.4). For vertex ``v`` with type one-hot ``x_v``:
+Equations (docs/fidelity.md#dvae-core). For vertex ``v`` with type one-hot ``x_v``:
     m_j = gate([h_j, e_j]) * mapper([h_j, e_j])      e_j = one-hot of the neighbour's index (vid)
     h_v = GRUCell(x_v, sum over neighbours j of m_j)  (zeros for the first vertex of a pass)
 The original computes this per graph in Python and pads neighbour lists with zeros; the mapper

@@ -5,7 +5,7 @@ Here a batch of ``n`` graphs with at most ``max_n`` vertices is three tensors, s
 is a handful of batched tensor operations per vertex. igraph stays at the input/output boundary
 (``from_graphs`` reads any object with the igraph API; it does not import igraph).
 
-Conventions (ORIGINAL.md §1.3): vertex indices are a topological order, vertex 0 is the start
+Conventions (docs/fidelity.md#graph-conventions): vertex indices are a topological order, vertex 0 is the start
 vertex and the last existing vertex is the end vertex. ``adj[b, i, j]`` is True for an edge i->j.
 Positions at or beyond ``num_vertices[b]`` are padding: type ``pad_type`` and no edges.
 """

@@ -1,4 +1,4 @@
-"""Set pooling and the two-level dataset encoder of MetaD2A (ORIGINAL.md §1.2).
+"""Set pooling and the two-level dataset encoder of MetaD2A (docs/fidelity.md#set-encoder).
 
 ``SetPool`` in MetaD2A's only used mode ``sabPF``: two SABs, then PMA and a Linear layer. The
 dataset encoder pools each class's samples into a prototype (intra-class), then pools the
@@ -64,7 +64,7 @@ def encode_dataset(
         num_sample: rows per class.
 
     Returns:
-        [b, z]. Unlike the original, a batch of one keeps its batch axis (ORIGINAL.md §5.5).
+        [b, z]. Unlike the original, a batch of one keeps its batch axis (docs/fidelity.md#batch-of-one).
 
     The original loops over the batch and pools each task separately; because every set is pooled
     independently, folding the batch into the set axis gives the same numbers in one call.

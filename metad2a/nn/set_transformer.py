@@ -5,7 +5,7 @@ MIT-licensed upstream; re-written here. Attribute names (``fc_q``, ``fc_k``, ``f
 
 Shape legend: ``b`` sets in the batch, ``n`` elements per set, ``m`` queries (seeds), ``d`` features.
 
-Numerics kept on purpose (ORIGINAL.md §1.2):
+Numerics kept on purpose (docs/fidelity.md#set-encoder):
 - heads are split off the feature axis and stacked head-major along the batch axis;
 - attention logits are scaled by ``sqrt(dim_V)`` (the full width, not the per-head width);
 - the output is the projected queries plus attention-weighted values (a residual on the queries);

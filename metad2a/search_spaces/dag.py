@@ -1,4 +1,4 @@
-"""Space-agnostic helpers for typed DAGs held as ``igraph.Graph`` (ORIGINAL.md §1.3, §2.5)."""
+"""Space-agnostic helpers for typed DAGs held as ``igraph.Graph`` (docs/fidelity.md#graph-conventions)."""
 
 from __future__ import annotations
 

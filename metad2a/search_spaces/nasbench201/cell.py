@@ -1,4 +1,4 @@
-"""NAS-Bench-201 cell search space (ORIGINAL.md §2.5).
+"""NAS-Bench-201 cell search space (docs/fidelity.md#nb201-encoding).
 
 Graph form used by MetaD2A: 8 vertices, 0 = input (start), 1..6 = the operations on the six cell
 edges, 7 = output (end). Vertex types: 0 start, 1 end, 2 + op index in ``OPS``. Every NB201 graph
@@ -101,7 +101,7 @@ def arch_str_to_igraph(arch_str: str) -> igraph.Graph:
 
 def is_valid(g: igraph.Graph) -> bool:
     """The original's acceptance test of a (generated) graph: a valid DAG with exactly 8 vertices
-    and no start/end type among vertices 1..6. Other edges do not matter (ORIGINAL.md §5.9)."""
+    and no start/end type among vertices 1..6. Other edges do not matter (docs/fidelity.md#nb201-validity)."""
     if g.vcount() != MAX_N or not is_valid_dag(g, START_TYPE, END_TYPE):
         return False
     return all(t not in (START_TYPE, END_TYPE) for t in g.vs["type"][1:-1])

@@ -1,6 +1,6 @@
 """The NAS-Bench-201 TinyNetwork (Dong & Yang, ICLR 2020), written for this repository.
 
-This is the network the original MetaD2A trains for a selected NB201 cell (ORIGINAL.md §2.10):
+This is the network the original MetaD2A trains for a selected NB201 cell (docs/fidelity.md#tinynetwork):
 a 3x3 conv stem, three stages of ``N`` identical cells at ``C``, ``2C`` and ``4C`` channels joined
 by residual reduction blocks, BN+ReLU, global average pooling and a linear classifier. Module
 semantics (ReLU-Conv-BN ops, the pooling shortcut of the reduction block, count_include_pad=False
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from metad2a.config import require_positive
 from metad2a.errors import MetaD2AError
 from metad2a.evaluation.net_size import count_flops, count_parameters
 from metad2a.search_spaces.nasbench201.cell import CELL_EDGES, arch_str_to_ops
@@ -174,9 +175,8 @@ class TinyNetwork(nn.Module):
 
     def __init__(self, arch_str: str, C: int = 16, N: int = 5, num_classes: int = 10) -> None:
         super().__init__()
-        for name, value in (("C", C), ("N", N), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NetworkConfigError(f"{name} must be a positive integer, got {value!r}")
+        require_positive({"C": C, "N": N, "num_classes": num_classes}, "C", "N", "num_classes", label="{name}",
+                         error=NetworkConfigError)
         arch_str_to_ops(arch_str)  # fail early with the parse error
         self.arch_str = arch_str
         self.C, self.N, self.num_classes = C, N, num_classes
@@ -248,9 +248,8 @@ def tinynetwork_sizes(
         NetworkConfigError: for a non-positive size or an input not divisible by 4.
     """
     ops = arch_str_to_ops(arch_str)
-    for name, value in (("C", C), ("N", N), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NetworkConfigError(f"{name} must be a positive integer, got {value!r}")
+    require_positive({"C": C, "N": N, "num_classes": num_classes}, "C", "N", "num_classes", label="{name}",
+                     error=NetworkConfigError)
     h, w = input_size
     if h < 4 or w < 4 or h % 4 or w % 4:
         raise NetworkConfigError(f"input size must be divisible by 4 (two reductions), got {h}x{w}")

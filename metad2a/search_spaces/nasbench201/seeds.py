@@ -1,4 +1,4 @@
-"""The selected architecture trained with three seeds, in the original's files (ORIGINAL.md §2.10-§2.11).
+"""The selected architecture trained with three seeds, in the original's files (docs/data.md#seed-files).
 
 What the original's ``train_single_model`` leaves in ``results/meta_test/<data>/best_arch/``:
 

@@ -43,7 +43,7 @@ def read_nasbench201_pt(path: str | Path, hint: str = "") -> AccuracyTable:
     return AccuracyTable(accs, str(path))
 
 
-# column of ../shared/data/nb201/nb201_merged.csv.gz used for each data name (200-epoch test acc,
+# column of the NB201 CSV (docs/data.md#nb201-csv) used for each data name (200-epoch test acc,
 # the figure the original reads from nasbench201.pt)
 CSV_COLUMNS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep",
                "imagenet16_120": "imagenet16_120_test_200ep"}

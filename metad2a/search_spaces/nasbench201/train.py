@@ -1,4 +1,4 @@
-"""Training one NAS-Bench-201 architecture with the original recipe (ORIGINAL.md §2.10).
+"""Training one NAS-Bench-201 architecture with the original recipe (docs/fidelity.md#train-arch).
 
 The recipe of the original's ``configs/nas-benchmark/{mnist,svhn,aircraft,pets}.config`` (the
 NAS-Bench-201 one): SGD with learning rate 0.1, momentum 0.9, Nesterov, weight decay 5e-4; cosine
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from metad2a.config import require_positive
 from metad2a.errors import MetaD2AError
 from metad2a.evaluation.metrics import topk_correct
 from metad2a.search_spaces.nasbench201.network import TinyNetwork, count_parameters_and_flops
@@ -66,10 +67,7 @@ class TrainRecipe:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "channel", "num_cells"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise MetaD2AError(f"training recipe: {name} must be a positive integer, got {v!r}")
+        require_positive(self, "epochs", "batch_size", "channel", "num_cells", label="training recipe: {name}")
         if self.workers < 0 or self.lr <= 0:
             raise MetaD2AError("training recipe: workers must be >= 0 and lr > 0")
 

@@ -1,4 +1,4 @@
-"""The OFA/MobileNetV3 meta-training database and its split files (ORIGINAL.md §3.4, §3.7-§3.8).
+"""The OFA/MobileNetV3 meta-training database and its split files (docs/data.md#collected-database).
 
 ``<data>/<predictor|generator>/processed/collected_database.pt`` is a python list with one dict per
 meta-training task, as the database builder collects it:

@@ -39,7 +39,7 @@ MANIFEST: dict[str, list[ManifestEntry]] = {
     ],
 }
 
-# The ImageNet weights of the once-for-all supernet the OFA space is built on (ORIGINAL.md §3.4). The
+# The ImageNet weights of the once-for-all supernet the OFA space is built on (docs/data.md#ofa-supernet). The
 # original let pip-ofa's model zoo fetch them while building the database (into .torch/ofa_nets/ of
 # the working folder); ofa's loader hides network errors behind a misleading lock-file error, so we
 # fetch them with metad2a.download instead. The file is a dict with the weights under "state_dict".
@@ -49,7 +49,7 @@ OFA_SUPERNET_TARGET = f".torch/ofa_nets/{OFA_SUPERNET_NAME}"
 MANIFEST["get_ofa_supernet"] = [ManifestEntry(OFA_SUPERNET_URL, OFA_SUPERNET_TARGET)]
 
 # The original get_predictor_database.py fetched the predictor *checkpoint* (ycm4jaojgswp0zm) into
-# data/predictor/processed/collected_database.pt (ORIGINAL.md §5 item 12): the database was never
+# data/predictor/processed/collected_database.pt (docs/fidelity.md#ofa-predictor-database): the database was never
 # released, so our script downloads nothing and says how to build it.
 PREDICTOR_DATABASE_UNAVAILABLE = (
     "the OFA predictor database (data/predictor/processed/collected_database.pt) was never published "

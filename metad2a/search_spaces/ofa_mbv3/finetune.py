@@ -1,4 +1,4 @@
-"""Fine-tune a searched MobileNetV3 subnet on a target dataset (ORIGINAL.md §3.10): the logic of
+"""Fine-tune a searched MobileNetV3 subnet on a target dataset (docs/fidelity.md#ofa-evaluation): the logic of
 ``MetaD2A_ofa/evaluation/main.py``.
 
 1. **Architecture.** ``--model-config search`` (default) reads
@@ -16,12 +16,12 @@
    ``trainval``/``test``), pets (the original's ``train85.pth``/``test15.pth`` or torchvision's
    Oxford-IIIT Pet), or any image folder with ``train/`` and ``test/`` sub-folders. Train transform:
    Resize((s, s), bicubic), horizontal flip, AutoAugment with torchvision's CIFAR-10 policy (the
-   original used its own copy of that policy), ToTensor, Cutout(16), Normalize (per dataset, §3.10
+   original used its own copy of that policy), ToTensor, Cutout(16), Normalize (per dataset, docs/fidelity.md#ofa-evaluation
    values; ImageNet's for folders). Test: Resize bicubic, ToTensor, Normalize.
 4. **Training** (the original recipe): SGD(lr 0.01, momentum 0.9, weight decay 4e-5), cross-entropy
    without label smoothing, cosine schedule over ``--epochs`` (150) stepped per epoch, gradient
    clipping at norm 5, batch 96 (test batch 200). After every epoch the test accuracy is logged.
-   **Selection on the test set:** like the original (ORIGINAL.md §5.25) we keep the checkpoint with
+   **Selection on the test set:** like the original (docs/fidelity.md#test-set-selection) we keep the checkpoint with
    the best *test* accuracy, which is an optimistic estimate; the last epoch's accuracy, the unbiased
    figure, is kept and reported too.
 
@@ -51,6 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from metad2a import paths
+from metad2a.config import require_positive
 from metad2a.data.imaging import IMAGENET_NORM, to_rgb
 from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.evaluation.metrics import topk_correct
@@ -60,7 +61,7 @@ from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 
 log = logging.getLogger("metad2a")
 
-# ORIGINAL.md §3.10: Normalize() of the original evaluation per dataset (ImageNet's for image folders)
+# docs/fidelity.md#ofa-evaluation: Normalize() of the original evaluation per dataset (ImageNet's for image folders)
 EVAL_NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
     "cifar100": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
@@ -83,7 +84,7 @@ BOUND_RESOLUTION = 224
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """The evaluation flags (ORIGINAL.md §3.2 ``evaluation/parser.py``) plus ours.
+    """The evaluation flags (docs/fidelity.md#ofa-evaluation) plus ours.
 
     Attributes mirror the flags; ``max_steps`` caps training steps per epoch (smoke tests),
     ``weights``/``random_init`` choose the supernet, ``download`` lets torchvision fetch datasets.
@@ -117,12 +118,8 @@ class FinetuneConfig:
     download: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("num_gen_arch", "batch_size", "test_batch_size", "epochs", "img_size", "cutout_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise MetaD2AError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise MetaD2AError(f"--max-steps must be a positive integer, got {self.max_steps}")
+        require_positive(self, "num_gen_arch", "batch_size", "test_batch_size", "epochs", "img_size", "cutout_length")
+        require_positive(self, "max_steps", allow_none=True)
         if not 0.0 <= self.drop < 1.0:
             raise MetaD2AError(f"--drop must be in [0, 1), got {self.drop}")
         if self.model_config != "search" and not self.model_config.startswith("flops@"):

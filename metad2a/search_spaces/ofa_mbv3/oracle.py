@@ -1,4 +1,4 @@
-"""Once-for-All's MobileNetV3 accuracy predictor as an ImageNet top-1 oracle (DATA.md, ``ofa/``).
+"""Once-for-All's MobileNetV3 accuracy predictor as an ImageNet top-1 oracle (docs/data.md#ofa-acc-predictor).
 
 The file ``ofa_mbv3_acc_predictor.pth`` (from the once-for-all authors, MIT) is a plain state_dict of
 ``Sequential(Linear(128,400), ReLU, Linear(400,400), ReLU, Linear(400,400), ReLU, Linear(400,1))``;
@@ -39,7 +39,7 @@ def load_ofa_accuracy_predictor(path: str | Path) -> nn.Sequential:
         CheckpointError: file missing, unreadable, or keys/shapes that do not fit.
     """
     model = build_ofa_accuracy_predictor()
-    load_checkpoint(model, path, strict=True, hint="it is OFA's ofa_mbv3_acc_predictor.pth (see DATA.md)")
+    load_checkpoint(model, path, strict=True, hint="it is OFA's ofa_mbv3_acc_predictor.pth (see docs/data.md#ofa-acc-predictor)")
     return model.eval()
 
 

@@ -1,4 +1,4 @@
-"""MobileNetV3 / Once-for-All search space (ORIGINAL.md §3.5).
+"""MobileNetV3 / Once-for-All search space (docs/fidelity.md#ofa-encoding).
 
 The supernet is OFA's ``ofa_mbv3_d234_e346_k357_w1.0``: 5 elastic stages of up to 4 MBConv layers,
 i.e. 20 layer slots, each with a kernel size in ``KS`` and an expand ratio in ``EXPANDS``, and one
@@ -43,7 +43,7 @@ NVT_FLAG = NVT - 2
 CHAIN_EDGES = tuple((i, i + 1) for i in range(MAX_N - 1))
 ARCH_KEYS = ("ks", "e", "d")
 
-# OFA's accuracy-predictor input (ofa_mbv3_acc_predictor.pth, DATA.md).
+# OFA's accuracy-predictor input (ofa_mbv3_acc_predictor.pth, docs/data.md#ofa-acc-predictor).
 PREDICTOR_INPUT_DIM = 2 * 3 * NUM_LAYERS + 8  # 128
 PREDICTOR_MIN_RESOLUTION = 112
 PREDICTOR_RESOLUTION_STEP = 16
@@ -148,7 +148,7 @@ def arch_dict_to_igraph(arch: Mapping[str, Any]) -> igraph.Graph:
 def is_valid(g: igraph.Graph) -> bool:
     """The original's acceptance test of a (generated) graph: a valid DAG with exactly 22 vertices,
     no start/end type among the slots, and one depth group per stage. Edges beyond DAG validity do
-    not matter for the dict (but the original predictor sees them, ORIGINAL.md §5.4)."""
+    not matter for the dict (but the original predictor sees them, docs/fidelity.md#sampled-edge-scoring)."""
     if g.vcount() != MAX_N or not is_valid_dag(g, START_TYPE, END_TYPE):
         return False
     return types_to_arch_dict(g.vs["type"]) is not None
@@ -192,7 +192,7 @@ def random_arch_dict(rng: random.Random | None = None) -> dict[str, list[int]]:
 
 
 def arch_dict_to_ofa_predictor_input(arch: Mapping[str, Any], resolution: int = 224) -> list[float]:
-    """Encode a subnet as the 128-d input of OFA's accuracy predictor (DATA.md).
+    """Encode a subnet as the 128-d input of OFA's accuracy predictor (docs/data.md#ofa-acc-predictor).
 
     60 one-hot kernel slots (20 layers x KS), 60 one-hot expand slots (20 layers x EXPANDS), then
     8 one-hot resolution slots at ``(resolution - 112) // 16``; layers beyond their stage's depth

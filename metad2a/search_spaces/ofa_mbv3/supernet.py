@@ -1,5 +1,5 @@
 """Once-for-All MobileNetV3 subnets: supernet, weights, extraction, classifier heads, BN
-re-calibration, evaluation and sizes (ORIGINAL.md §3.5-§3.6, §3.10).
+re-calibration, evaluation and sizes (docs/fidelity.md#ofa-subnets).
 
 The only module that imports the ``ofa`` package (0.1.x layout: ``pip install -e .[ofa]``). Only its
 network code is used: ``OFAMobileNetV3``, ``set_active_subnet``, ``get_active_subnet`` and the
@@ -154,7 +154,7 @@ def restrict_classifier(subnet: nn.Module, classes: Sequence[int]) -> nn.Module:
 
 def new_classifier(subnet: nn.Module, num_classes: int, dropout: float) -> nn.Module:
     """Replace the head by a fresh ofa ``LinearLayer(1280, num_classes, dropout_rate=dropout)`` (the
-    fine-tuning head, ORIGINAL.md §3.10), which keeps ``subnet.config`` valid."""
+    fine-tuning head, docs/fidelity.md#ofa-evaluation), which keeps ``subnet.config`` valid."""
     from ofa.utils.layers import LinearLayer
 
     device = next(subnet.parameters()).device

@@ -37,7 +37,7 @@ def synthetic_ofa_accuracy(net: Mapping[str, Any], way: int) -> float:
 
 
 def _ofa_test_transform() -> Any:
-    """The database builder's validation transform (ORIGINAL.md §3.6), pickled into every entry
+    """The database builder's validation transform (docs/data.md#collected-database), pickled into every entry
     as the original does; None when torchvision is not installed."""
     try:
         from torchvision import transforms
