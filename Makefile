@@ -10,7 +10,7 @@ KEY := $(shell (cat pyproject.toml; echo "$(CURDIR)") | sha256sum | cut -c1-12)
 # `pythonpath = .` in pytest always wins over the installed copy.
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -q --config-settings editable_mode=compat
 
-.PHONY: demo test venv clean-venv bench
+.PHONY: demo test test-fast gpu-check venv clean-venv bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ demo: $(VENV)/.stamp-base-$(KEY)
 
 test: $(VENV)/.stamp-test-$(KEY)
 	$(PY) -m pytest -q
+
+# everything but the subprocess, Ray and end-to-end tests (marked slow): well under a minute
+test-fast: $(VENV)/.stamp-test-$(KEY)
+	$(PY) -m pytest -q -m "not slow"
+
+# CPU vs CUDA equality and meta-training/search on CUDA (tests marked gpu; skipped without CUDA)
+gpu-check: $(VENV)/.stamp-test-$(KEY)
+	$(PY) -m pytest -q -m gpu -rs
 
 bench: $(VENV)/.stamp-test-$(KEY)
 	$(PY) benchmarks/bench_nb201.py

@@ -34,3 +34,13 @@ def _seed_and_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped, with the reason, on a machine without it."""
+    if torch.cuda.is_available() or os.environ.get("METAD2A_GPU_TEST_DEVICE") == "cpu":
+        return  # METAD2A_GPU_TEST_DEVICE=cpu: a dry run of the gpu tests on the CPU (checks the tests)
+    skip = pytest.mark.skip(reason="needs CUDA (run `make gpu-check` on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,26 +1,44 @@
 import pytest
 
-from metad2a.cli import main
+from metad2a.cli import _model_config, data_names, main
 from metad2a.parser import build_parser, str2bool
 from metad2a.search_spaces import get_search_space
 
 NB201 = get_search_space("nasbench201")
-README_COMMANDS = [  # docs/fidelity.md#nb201-command-lines, verbatim
-    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar10",
-    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar10",
-    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar100",
-    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar100",
-    "--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 50 --data-name mnist",
-    "--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 50 --data-name mnist",
-    "--gpu 0 --model generator --hs 56 --nz 56",
-    "--gpu 0 --model predictor --hs 512 --nz 56",
+# docs/fidelity.md#nb201-command-lines, verbatim, with what each must mean:
+# (model, hs, nz, test, load_epoch, num_gen_arch, data_name)
+README_COMMANDS = [
+    ("--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar10",
+     ("generator", 56, 56, True, 400, 500, "cifar10")),
+    ("--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar10",
+     ("predictor", 512, 56, True, 20, 500, "cifar10")),
+    ("--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 500 --data-name cifar100",
+     ("generator", 56, 56, True, 400, 500, "cifar100")),
+    ("--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 500 --data-name cifar100",
+     ("predictor", 512, 56, True, 20, 500, "cifar100")),
+    ("--gpu 0 --model generator --hs 56 --nz 56 --test --load-epoch 400 --num-gen-arch 50 --data-name mnist",
+     ("generator", 56, 56, True, 400, 50, "mnist")),
+    ("--gpu 0 --model predictor --hs 512 --nz 56 --test --num-gen-arch 50 --data-name mnist",
+     ("predictor", 512, 56, True, 20, 50, "mnist")),
+    ("--gpu 0 --model generator --hs 56 --nz 56", ("generator", 56, 56, False, 20, 800, None)),
+    ("--gpu 0 --model predictor --hs 512 --nz 56", ("predictor", 512, 56, False, 20, 800, None)),
 ]
 
 
-@pytest.mark.parametrize("cmd", README_COMMANDS)
-def test_readme_commands_parse(cmd):
+@pytest.mark.parametrize("cmd,expected", README_COMMANDS)
+def test_readme_commands_mean_what_the_readme_says(cmd, expected):
     args = build_parser(NB201).parse_args(cmd.split())
-    assert args.model_name in ("generator", "predictor") and args.gpu == "0"
+    got = (args.model_name, args.hs, args.nz, args.test, args.load_epoch, args.num_gen_arch, args.data_name)
+    assert got == expected and args.gpu == "0" and args.seed == 333
+    mc = _model_config(args, NB201)  # the model the command builds
+    assert (mc.hs, mc.nz, mc.nvt, mc.max_n, mc.num_sample) == (expected[1], 56, 7, 8, 20)
+    if args.test:
+        assert data_names(args, NB201) == (expected[6],)
+
+
+@pytest.mark.parametrize("model,hs", [("generator", 56), ("predictor", 512)])
+def test_hs_defaults_per_model(model, hs):
+    assert _model_config(build_parser(NB201).parse_args(["--model", model]), NB201).hs == hs
 
 
 def test_original_defaults():

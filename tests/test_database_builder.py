@@ -28,6 +28,8 @@ from metad2a.search_spaces.nasbench201.train import TrainRecipe
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.nasbench201 import cell as nb
 
+pytestmark = pytest.mark.slow  # Ray workers and a killed subprocess build
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_nas_bench_201" / "main.py"
 TINY = ["--num-tasks", "4", "--classes-per-task", "2", "--archs-per-task", "3", "--top-k", "1",

@@ -332,6 +332,7 @@ def _run_script(script: str, cwd: Path, mirror: str, *args: str) -> subprocess.C
     )
 
 
+@pytest.mark.slow
 def test_get_files_scripts_end_to_end(server, tmp_path):
     for entry in NB201["get_preprocessed_data"] + OFA["get_generator_database"]:
         server.files[dl.url_filename(entry.url)] = os.urandom(1000 + len(server.files))
@@ -353,6 +354,7 @@ def test_get_files_scripts_end_to_end(server, tmp_path):
     assert not (tmp_path / "results/generator/model/ckpt_400.pt").exists()
 
 
+@pytest.mark.slow
 def test_ofa_predictor_database_is_not_downloaded(server, tmp_path):
     proc = _run_script("MetaD2A_ofa/get_files/get_predictor_database.py", tmp_path, server.url("mirror"))
     assert proc.returncode == 2
@@ -378,6 +380,7 @@ ALL_SCRIPTS = [("MetaD2A_nas_bench_201", name, NB201[name]) for name in NB201] +
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("front,name,entries", ALL_SCRIPTS, ids=[f"{f}/{n}" for f, n, _ in ALL_SCRIPTS])
 def test_every_get_files_script_through_a_mirror(server, tmp_path, front, name, entries):
     """Each script lands byte-identical files at the original paths (tarballs: their content)."""

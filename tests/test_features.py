@@ -68,6 +68,7 @@ def _run_script(front_end: str, *args: str, cwd: Path) -> subprocess.CompletedPr
 
 
 # --------------------------------------------------------------------------- (a) image folder end to end
+@pytest.mark.slow
 def test_image_folder_end_to_end_deterministic(tmp_path, capsys):
     _needs_lite0()
     folder = _make_folder(tmp_path / "shapes", {"red": 2, "blue": 3, "grey": 4})
@@ -201,6 +202,7 @@ def test_resnet18_offline_gives_clear_error(tmp_path, monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- (e) bad input
+@pytest.mark.slow
 def test_missing_folder_exit_2_one_line(tmp_path):
     r = _run_script("MetaD2A_nas_bench_201", "--dataset", str(tmp_path / "no_such_folder"), "--gpu", "cpu",
                     cwd=tmp_path)

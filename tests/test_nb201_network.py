@@ -223,6 +223,7 @@ def test_nb201_info_main_rejects_bad_input_in_one_line(argv, capsys):
     assert captured.err.startswith("metad2a nb201-info: error: ") and captured.err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_nb201_info_as_module_subprocess():
     arch = ops_to_arch_str(["nor_conv_1x1"] * 6)
     proc = subprocess.run(

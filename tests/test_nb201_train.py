@@ -145,6 +145,7 @@ def searched(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_train_arch_writes_seed_files_and_reuses_them(searched, monkeypatch, capsys):
     argv = ["--gpu", "cpu", "--model", "predictor", "--test", "--data-name", "mine", "--num-gen-arch", "1",
             "--train-arch", "true", "--epochs", "1"]

@@ -35,6 +35,8 @@ from metad2a.models.predictor import PredictorModel
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database
 
+pytestmark = pytest.mark.slow  # Ray workers and a killed subprocess build
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "MetaD2A_ofa" / "build_database.py"
 KILL_AFTER = Path(__file__).with_name("kill_after.py")  # dies after K persisted results

@@ -16,6 +16,8 @@ from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa
 from metad2a.data.archive import read_archive
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 
+pytestmark = pytest.mark.slow  # main.py in subprocesses, meta-training then search
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_ofa" / "main.py"
 GOLDEN = Path(__file__).parent / "golden"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metad2a.checkpoint import save_data
-from metad2a.cli import main
+from metad2a.cli import _model_config, data_names, main
 from metad2a.parser import build_parser
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
 from metad2a.data.catalog import DatasetInfo
@@ -40,9 +40,19 @@ README_COMMANDS = [  # docs/fidelity.md#ofa-command-lines, run from inside MetaD
 
 # --------------------------------------------------------------------------- CLI
 @pytest.mark.parametrize("cmd", README_COMMANDS)
-def test_readme_commands_parse(cmd):
+def test_readme_commands_mean_what_the_readme_says(cmd):
+    """Each README command: the model, its sizes, the mode and the original loops it selects."""
     args = build_parser(OFA).parse_args(cmd.split())
-    assert args.model_name in ("generator", "predictor") and args.ofa_per_set is False
+    mc = _model_config(args, OFA)
+    test = "--test" in cmd
+    assert (args.model_name, mc.hs, mc.nz, mc.nvt, mc.max_n, args.test) == (
+        cmd.split()[3], 56 if "generator" in cmd else 512, 56, 29, 22, test)
+    options = OFA.options({f.dest: getattr(args, f.dest) for f in OFA.extra_flags})
+    assert options == OfaOptions(ofa_per_set=False)
+    assert OFA.loop_style(options).pooled_search and OFA.loop_style(options).step_per_sample
+    if test:
+        assert (args.load_epoch, args.num_gen_arch) == (120, 200)
+        assert data_names(args, OFA) == (cmd.split()[-1],)
 
 
 def test_original_ofa_defaults():

@@ -15,6 +15,8 @@ from metad2a.data.formats import read_bylabel
 from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
 from metad2a.data.archive import read_archive
 
+pytestmark = pytest.mark.slow  # process_dataset.py and main.py in subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 FRONT = REPO / "MetaD2A_nas_bench_201"
 
