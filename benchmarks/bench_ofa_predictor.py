@@ -55,9 +55,9 @@ from metad2a.models.predictor import score_sets  # noqa: E402
 from metad2a.nn.graph_batch import GraphBatch  # noqa: E402
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa  # noqa: E402
 from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database  # noqa: E402
+from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy  # noqa: E402
 from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3  # noqa: E402
 from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa  # noqa: E402
-from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy  # noqa: E402
 
 
 def difficulty(way: int) -> float:

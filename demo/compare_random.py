@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 from metad2a import demo  # noqa: E402
 from metad2a.data.arch_data import load_pixels, normalise_pixels  # noqa: E402
 from metad2a.data.image_sources import build_source  # noqa: E402
-from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch  # noqa: E402
 from metad2a.search_spaces.nasbench201 import cell as nb  # noqa: E402
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch  # noqa: E402
 
 RECIPE = TrainRecipe(epochs=4, batch_size=64, channel=8, num_cells=1)  # as demo/build.sh's database
 

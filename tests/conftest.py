@@ -36,6 +36,20 @@ def _seed_and_one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def ray_session(request):
+    """One local Ray instance with 2 CPUs for the in-process builds of a test module. Jobs defined
+    in that module are pickled by value, so Ray's workers need not import the tests."""
+    pytest.importorskip("ray")
+    import ray
+
+    from metad2a.build.ray_pool import RayPool, RayPoolConfig
+
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    with RayPool(RayPoolConfig(num_cpus=2)) as pool:
+        yield pool
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA: skipped, with the reason, on a machine without it."""
     if torch.cuda.is_available() or os.environ.get("METAD2A_GPU_TEST_DEVICE") == "cpu":

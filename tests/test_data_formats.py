@@ -5,7 +5,7 @@ import torch
 
 from metad2a.checkpoint import save_data
 from metad2a.cli import data_names
-from metad2a.parser import build_parser
+from metad2a.data.archive import read_archive, write_archive
 from metad2a.data.formats import (
     MetaTrainFile,
     read_bylabel,
@@ -13,13 +13,13 @@ from metad2a.data.formats import (
     write_bylabel,
     write_meta_train,
 )
-from metad2a.search_spaces.nasbench201.table import read_nasbench201_pt, read_nb201_csv
 from metad2a.data.meta_train import MetaTrainDatabase
 from metad2a.data.sets import sample_batch
-from metad2a.data.archive import read_archive, write_archive
 from metad2a.errors import DataFileError
+from metad2a.parser import build_parser
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.nasbench201 import cell as nb
+from metad2a.search_spaces.nasbench201.table import read_nasbench201_pt, read_nb201_csv
 from tests.conftest import shared_file
 
 

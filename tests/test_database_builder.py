@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from metad2a.build import nb201_database as B
+from metad2a.build.ray_pool import RayPoolConfig
+from metad2a.build.results_journal import ResultsJournal
 from metad2a.cli import console_main
 from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.image_sources import image_folder
-from metad2a.build import nb201_database as B
-from metad2a.build.ray_pool import RayPool, RayPoolConfig
-from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.nasbench201.train import TrainRecipe
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.nasbench201 import cell as nb
+from metad2a.search_spaces.nasbench201.train import TrainRecipe
 
 pytestmark = pytest.mark.slow  # Ray workers and a killed subprocess build
 
@@ -62,17 +62,6 @@ def images(tmp_path_factory) -> Path:
             img = np.array(colour)[None, None] * rng.uniform(0.5, 1.0, (12, 12, 1))
             Image.fromarray(img.astype(np.uint8)).save(root / f"c{k}" / f"{i}.png")
     return root
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance with 2 CPUs for the in-process builds of this module."""
-    pytest.importorskip("ray")
-    import ray
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the injected job below
-    with RayPool(RayPoolConfig(num_cpus=2)) as pool:
-        yield pool
 
 
 def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_path, capsys):

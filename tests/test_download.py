@@ -32,10 +32,10 @@ from pathlib import Path
 import pytest
 
 from metad2a import download as dl
-from metad2a.search_spaces.nasbench201.downloads import MANIFEST as NB201
-from metad2a.search_spaces.ofa_mbv3.downloads import MANIFEST as OFA
 from metad2a.download import ManifestEntry, download_all, download_file, extract_tarball
 from metad2a.errors import DownloadError, MetaD2AError
+from metad2a.search_spaces.nasbench201.downloads import MANIFEST as NB201
+from metad2a.search_spaces.ofa_mbv3.downloads import MANIFEST as OFA
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"backoff": 0.001, "timeout": 5.0, "progress": False}

@@ -8,8 +8,8 @@ import torch
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.search_spaces.nasbench201 import cell as nb
 from metad2a.search_spaces.dag import is_valid_dag, make_graph
+from metad2a.search_spaces.nasbench201 import cell as nb
 from tests.reference_dvae import Reference
 
 

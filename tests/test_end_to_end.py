@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from metad2a.data.archive import read_archive
 from metad2a.data.formats import write_bylabel
 from metad2a.data.synthetic import synthetic_features
-from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
-from metad2a.data.archive import read_archive
 from metad2a.search_spaces.nasbench201 import cell as nb
+from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
 
 pytestmark = pytest.mark.slow  # main.py in subprocesses, meta-training then search
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from metad2a.errors import MetaD2AError
+from metad2a.search_spaces.nasbench201.cell import OPS, ArchStringError, arch_str_to_ops, ops_to_arch_str
 from metad2a.search_spaces.nasbench201.info import main, nb201_info
 from metad2a.search_spaces.nasbench201.network import (
     InferCell,
@@ -20,7 +21,6 @@ from metad2a.search_spaces.nasbench201.network import (
     count_parameters_and_flops,
     tinynetwork_sizes,
 )
-from metad2a.search_spaces.nasbench201.cell import OPS, ArchStringError, arch_str_to_ops, ops_to_arch_str
 from tests.conftest import REPO, shared_file
 
 SIZES_FILE = "nb201/tinynetwork_reference_sizes.json"

@@ -15,15 +15,15 @@ from torch.utils.data import TensorDataset
 from metad2a.checkpoint import read_record, save_checkpoint
 from metad2a.cli import main
 from metad2a.data import arch_data
+from metad2a.data.archive import write_archive
 from metad2a.data.formats import write_bylabel
 from metad2a.data.image_sources import build_source, image_folder
 from metad2a.data.synthetic import synthetic_features
-from metad2a.data.archive import write_archive
 from metad2a.errors import MetaD2AError
-from metad2a.search_spaces.nasbench201 import seeds as nb201_seeds
-from metad2a.search_spaces.nasbench201.train import TrainRecipe, make_scheduler, train_arch
 from metad2a.models.predictor import PredictorModel
 from metad2a.search_spaces.nasbench201 import cell as nb
+from metad2a.search_spaces.nasbench201 import seeds as nb201_seeds
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, make_scheduler, train_arch
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
 CHEAP = "|skip_connect~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|skip_connect~1|avg_pool_3x3~2|"

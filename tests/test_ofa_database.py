@@ -24,13 +24,13 @@ from PIL import Image
 pytest.importorskip("ofa", reason="the OFA database builder needs the once-for-all package (pip install -e .[ofa])")
 
 from metad2a import paths
+from metad2a.build import ofa_database as OB
+from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files
 from metad2a.build.ofa_cli import main as build_main
+from metad2a.build.ray_pool import RayPoolConfig
 from metad2a.checkpoint import load_trusted_data, save_checkpoint
 from metad2a.data.formats import write_bylabel
-from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files
 from metad2a.data.synthetic import synthetic_features
-from metad2a.build import ofa_database as OB
-from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.models.predictor import PredictorModel
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database
@@ -70,17 +70,6 @@ def write_imagenet(root: Path, num_classes: int = NUM_CLASSES, train: int = 6, v
 @pytest.fixture(scope="module")
 def imnet(tmp_path_factory) -> Path:
     return write_imagenet(tmp_path_factory.mktemp("imagenet") / "ILSVRC2012")
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance with 2 CPUs for the in-process builds of this module."""
-    pytest.importorskip("ray")
-    import ray
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the injected job below
-    with RayPool(RayPoolConfig(num_cpus=2)) as pool:
-        yield pool
 
 
 @pytest.fixture

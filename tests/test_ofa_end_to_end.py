@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from metad2a.cli import main
-from metad2a.search_spaces.ofa_mbv3.collected_database import train_statistics
-from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa
 from metad2a.data.archive import read_archive
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3.collected_database import train_statistics
+from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa
 
 pytestmark = pytest.mark.slow  # main.py in subprocesses, meta-training then search
 

@@ -18,13 +18,13 @@ from PIL import Image
 
 pytest.importorskip("ofa", reason="needs the once-for-all package (pip install -e .[ofa])")
 
-from metad2a.search_spaces.ofa_mbv3.downloads import MANIFEST as OFA
-from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 from metad2a.data.archive import write_archive
 from metad2a.errors import DataFileError, MetaD2AError
 from metad2a.search_spaces.ofa_mbv3 import finetune as FT
-from metad2a.search_spaces.ofa_mbv3 import supernet as S
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.ofa_mbv3 import supernet as S
+from metad2a.search_spaces.ofa_mbv3.downloads import MANIFEST as OFA
+from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_MAIN = REPO / "MetaD2A_ofa" / "evaluation" / "main.py"

@@ -8,22 +8,26 @@ import torch
 
 from metad2a.checkpoint import save_data
 from metad2a.cli import _model_config, data_names, main
-from metad2a.parser import build_parser
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig, TrainConfig
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import write_bylabel
-from metad2a.search_spaces.ofa_mbv3.collected_database import load_or_make_splits, split_indices, train_statistics
 from metad2a.data.meta_test import TargetDataset
 from metad2a.data.synthetic import synthetic_features
-from metad2a.engine.runner import encode_ragged
 from metad2a.engine.generator_runner import GeneratorRunner
 from metad2a.engine.predictor_runner import PredictorRunner
+from metad2a.engine.runner import encode_ragged
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
+from metad2a.parser import build_parser
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
-from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database
+from metad2a.search_spaces.ofa_mbv3.collected_database import (
+    collected_database,
+    load_or_make_splits,
+    split_indices,
+    train_statistics,
+)
 from metad2a.search_spaces.ofa_mbv3.space import OfaOptions
 from metad2a.search_spaces.ofa_mbv3.synthetic import synthetic_ofa_entry, write_synthetic_ofa
 

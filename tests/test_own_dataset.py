@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from metad2a.data.archive import read_archive
 from metad2a.data.formats import read_bylabel
 from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
-from metad2a.data.archive import read_archive
 
 pytestmark = pytest.mark.slow  # process_dataset.py and main.py in subprocesses
 

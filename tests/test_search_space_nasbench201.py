@@ -4,8 +4,8 @@ import torch
 from metad2a.checkpoint import load_trusted_data
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces.nasbench201 import cell as nb
 from metad2a.search_spaces.dag import make_graph
+from metad2a.search_spaces.nasbench201 import cell as nb
 from tests.conftest import shared_file
 
 

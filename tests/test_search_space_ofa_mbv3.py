@@ -7,10 +7,10 @@ import torch
 from metad2a.errors import MetaD2AError
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces import get_search_space
-from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
-from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3
 from metad2a.search_spaces.dag import make_graph
+from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.oracle import load_ofa_accuracy_predictor, predict_accuracy
+from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3
 from tests.conftest import shared_file
 
 LARGEST = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}

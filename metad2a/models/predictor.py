@@ -42,10 +42,7 @@ class PredictorModel(DVAEBase):
         end_type: int = 1,
     ) -> None:
         super().__init__()
-        self._init_graph_dims(nvt, max_n, hs, start_type, end_type)
-        self.nz = nz
-        self.feature_dim = feature_dim
-        self.num_sample = num_sample
+        self._init_dims(nvt, max_n, hs, nz, feature_dim, num_sample, start_type, end_type)
         gs, vs = hs, hs + max_n
         self.grue_forward = nn.GRUCell(nvt, hs)
         self.grue_backward = nn.GRUCell(nvt, hs)

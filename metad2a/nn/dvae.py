@@ -24,13 +24,18 @@ from metad2a.nn.graph_batch import GraphBatch
 
 
 class DVAEBase(nn.Module):
-    """Shared D-VAE graph propagation. Subclasses call ``_init_graph_dims`` first."""
+    """Shared D-VAE graph propagation. Subclasses call ``_init_dims`` first."""
 
     nvt: int
     max_n: int
     hs: int
 
-    def _init_graph_dims(self, nvt: int, max_n: int, hs: int, start_type: int, end_type: int) -> None:
+    def _init_dims(self, nvt: int, max_n: int, hs: int, nz: int, feature_dim: int, num_sample: int,
+                   start_type: int, end_type: int) -> None:
+        """The sizes both models record (plain attributes, not parameters: the state_dict is unchanged)."""
+        self.nz = nz
+        self.feature_dim = feature_dim
+        self.num_sample = num_sample
         self.nvt = nvt
         self.max_n = max_n
         self.hs = hs
