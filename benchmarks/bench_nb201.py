@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from metad2a import paths  # noqa: E402
-from metad2a.checkpoint import load_trusted_data, save_data  # noqa: E402
+from metad2a.checkpoint import load_data, save_data  # noqa: E402
 from metad2a.data.formats import MetaTrainFile, read_meta_train, write_bylabel, write_meta_train  # noqa: E402
 from metad2a.data.synthetic import synthetic_features  # noqa: E402
 from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201  # noqa: E402
@@ -43,7 +43,7 @@ def build_data(data: Path) -> str:
     gen = torch.Generator().manual_seed(0)
     if (SHARED / "meta_train_tasks_predictor.pt").is_file():
         source = "real task list and predictor database (../shared/data/metad2a)"
-        save_data(load_trusted_data(SHARED / "meta_train_task_lst.pt"), data / paths.META_TRAIN_TASK_LST)
+        save_data(load_data(SHARED / "meta_train_task_lst.pt"), data / paths.META_TRAIN_TASK_LST)
         mt = read_meta_train(SHARED / "meta_train_tasks_predictor.pt", SHARED / "meta_train_tasks_predictor_idx.pt")
         write_meta_train(mt, *paths.meta_train_tasks(data, "predictor"))
         best: dict[int, int] = {}

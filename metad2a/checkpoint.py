@@ -5,14 +5,21 @@ and ours load in the original code); what the original never recorded (hyper-par
 space, epoch, metric, code version) goes into a sidecar JSON next to the file: ``ckpt_400.pt`` ->
 ``ckpt_400.json``.
 
-Loading uses ``weights_only=True``. The original *data* files pickle igraph graphs and lists and
-cannot load that way; they go through ``load_trusted_data``, the only call that disables it.
+No file runs code while it loads (docs/data.md#pickles). Checkpoints, training states, feature files
+and records load with ``weights_only=True``. The original *data* files pickle igraph graphs, numpy
+values and (OFA) torchvision transforms, which that loader refuses; they go through ``load_data``, a
+restricted unpickler that admits exactly the classes those formats contain (:data:`DATA_GLOBALS`,
+plus the ``allow`` of a format) and refuses anything else with a one-line error naming the file
+and the class. There is no switch that turns the check off.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Mapping
+import pickle
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,7 @@ import torch
 from torch import nn
 
 from metad2a.errors import CheckpointError, DataFileError, one_line
-from metad2a.files import atomic_write
+from metad2a.files import atomic_write, to_json, write_files
 from metad2a.version import __version__
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net_state_dict")
@@ -31,20 +38,29 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | Path,
-                    meta: Mapping[str, Any] | None = None) -> Path:
-    """Write a plain state_dict atomically (temp file + rename), plus the sidecar JSON.
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
-    Tensors are copied to the CPU; the live model is not moved.
-    """
+
+def checkpoint_files(model: nn.Module | Mapping[str, torch.Tensor], path: str | Path,
+                     meta: Mapping[str, Any] | None = None) -> dict[Path, bytes]:
+    """The contents of a checkpoint (a plain state_dict, tensors copied to the CPU; the live model is
+    not moved) and of its sidecar JSON, for :func:`metad2a.files.write_files`."""
     path = Path(path)
     state = model.state_dict() if isinstance(model, nn.Module) else model
     cpu_state = {k: v.detach().cpu() for k, v in state.items()}
-    atomic_write(path, lambda f: torch.save(cpu_state, f))
     info = {"format": "metad2a-state-dict", "metad2a_version": __version__, **dict(meta or {})}
-    text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
-    atomic_write(sidecar_path(path), lambda f: f.write(text))
-    return path
+    return {path: _torch_bytes(cpu_state),
+            sidecar_path(path): (to_json(info, indent=2, sort_keys=True, default=str) + "\n").encode()}
+
+
+def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | Path,
+                    meta: Mapping[str, Any] | None = None) -> Path:
+    """Write a plain state_dict and its sidecar JSON, both or neither (staged, then renamed)."""
+    write_files(checkpoint_files(model, path, meta))
+    return Path(path)
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
@@ -53,17 +69,98 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{p}: unreadable sidecar JSON ({e}); delete it to load the checkpoint alone") from e
+        info = json.loads(p.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise CheckpointError(f"{p}: unreadable sidecar JSON ({one_line(e)}); delete it to load the "
+                              "checkpoint alone") from e
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{p}: the sidecar must be a JSON object, got {type(info).__name__}; delete it "
+                              "to load the checkpoint alone")
+    return info
 
 
-def _torch_load(path: Path, weights_only: bool, error: type[Exception], hint: str) -> Any:
+# What the original data files may hold besides tensors and plain containers (docs/data.md#pickles):
+# igraph graphs (they reduce to igraph.Graph(n, edges, directed, attributes)), OrderedDicts, and numpy
+# scalars and arrays (the DiffusionNAG copy of the NB201 files keeps flops/params/matrix as numpy).
+DATA_GLOBALS = frozenset({
+    "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.complex", "builtins.slice",
+    "collections.OrderedDict", "_codecs.encode", "igraph.Graph",
+    "numpy.dtype", "numpy.ndarray",
+    *(f"numpy.{core}.{fn}" for core in ("core", "_core")
+      for fn in ("multiarray._reconstruct", "multiarray.scalar", "numeric._frombuffer")),
+})
+# OFA ``collected_database.pt`` and its shards pickle the builder's validation transform in every entry.
+TRANSFORM_GLOBALS = frozenset({
+    *(f"torchvision.transforms.transforms.{n}" for n in ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize")),
+    "torchvision.transforms.functional.InterpolationMode",
+})
+# The original's pets splits (train85.pth / test15.pth) are lists of (PIL image, label).
+PIL_IMAGE_GLOBALS = frozenset({"PIL.Image.Image"})
+
+
+def _torch_globals() -> frozenset[str]:
+    """The classes and functions torch's own ``weights_only`` loader admits (tensors, storages,
+    dtypes, their rebuild functions)."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return frozenset(_get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch layout: the usual tensor rebuilders
+        return frozenset({"torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+                          "torch._utils._rebuild_parameter", "torch.Size", "torch.device",
+                          "torch.storage.UntypedStorage", "torch.storage.TypedStorage"})
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a class or function outside the allowed set (``name``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _restricted_pickle(allowed: frozenset[str]) -> Any:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves only ``allowed`` names."""
+    import _compat_pickle
+    import types
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            # Python 2 names (protocol 2 pickles say __builtin__.set) checked under the names pickle
+            # maps them to; pickle itself then resolves the name as written
+            mod, nm = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            mod = _compat_pickle.IMPORT_MAPPING.get(mod, mod)
+            if f"{mod}.{nm}" not in allowed:
+                raise RefusedGlobal(f"{mod}.{nm}")
+            return super().find_class(module, name)
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return Unpickler(file, **kwargs).load()
+
+    return types.SimpleNamespace(__name__="metad2a_restricted_pickle", Unpickler=Unpickler, load=load)
+
+
+def _refused(path: Path, what: str, error: type[Exception]) -> Exception:
+    return error(f"{path}: refused: it holds {what}, which this file format never contains, and loading it "
+                 f"could run code; it was not loaded. Obtain the file again from a source you trust")
+
+
+def _torch_load(path: Path, weights_only: bool, error: type[Exception], hint: str,
+                allow: Iterable[str] = ()) -> Any:
     if not path.is_file():
         raise error(f"{path}: file not found{'; ' + hint if hint else ''}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        if weights_only:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        module = _restricted_pickle(_torch_globals() | DATA_GLOBALS | frozenset(allow))
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
+    except RefusedGlobal as e:
+        raise _refused(path, f"a Python object of class {e.name}", error) from None
     except Exception as e:  # truncated zip, bad pickle, foreign format: one clear line
+        if "Weights only load failed" in str(e):  # torch's refusal; its advice to disable the check is not ours
+            m = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = f"a Python object of class {m.group(1)}" if m else "Python objects other than tensors"
+            raise _refused(path, what, error) from None
         msg = one_line(e, first=True)
         raise error(
             f"{path}: cannot be read as a PyTorch file ({type(e).__name__}: {msg}); it may be truncated "
@@ -109,35 +206,54 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> lis
     return problems
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True, hint: str = "") -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True, hint: str = "",
+                    kind: str | None = None) -> dict[str, Any]:
     """Load a checkpoint into ``model`` (which keeps its device) and return the sidecar metadata.
 
+    Args:
+        kind: the model the caller expects (``generator``/``predictor``); a sidecar that names
+            another model is an error that says so.
+
     Raises:
-        CheckpointError: file missing or unreadable, or (strict) keys/shapes that do not match,
-            listed in the message.
+        CheckpointError: file missing or unreadable, a sidecar naming another model, (strict)
+            keys/shapes that do not match (listed in the message), or NaN/infinite weights.
     """
     state = read_state_dict(path, hint)
+    meta = read_sidecar(path)
+    if kind is not None and meta.get("model") not in (None, kind):
+        raise CheckpointError(f"{path} holds a {meta['model']} (its sidecar {sidecar_path(path).name} says "
+                              f"model: {meta['model']}), not a {kind}; give the {kind}'s checkpoint")
     problems = check_state_dict(model, state)
     if not strict:
         problems = [p for p in problems if p.startswith("shape")]
     if problems:
         shown = "; ".join(problems[:12]) + (f"; ... {len(problems) - 12} more" if len(problems) > 12 else "")
+        saved = ", ".join(f"--{k.replace('_', '-')} {meta[k]}" for k in ("hs", "nz", "nvt", "feature_dim")
+                          if k in meta)
         raise CheckpointError(
             f"{path} does not fit {type(model).__name__} ({len(problems)} problem(s): {shown}); check that "
             f"--hs/--nz/--nvt and the feature dimension match the ones it was trained with"
+            + (f" (its sidecar says {saved})" if saved else "")
         )
+    bad = sum(int((~torch.isfinite(v)).sum()) for v in state.values() if v.is_floating_point())
+    if bad:
+        total = sum(v.numel() for v in state.values() if v.is_floating_point())
+        raise CheckpointError(f"{path}: {bad} of {total} weights are NaN or infinite (the training diverged); "
+                              "use an earlier checkpoint or train again")
     model.load_state_dict(state, strict=strict)
-    return read_sidecar(path)
+    return meta
 
 
-def load_trusted_data(path: str | Path, hint: str = "") -> Any:
-    """Load one of the original pickled data files (igraph graphs, lists, numpy scalars).
+def load_data(path: str | Path, hint: str = "", allow: Iterable[str] = ()) -> Any:
+    """Load one of the original pickled data files (igraph graphs, lists, numpy values) with the
+    restricted unpickler: tensors, builtins containers, :data:`DATA_GLOBALS`, and ``allow`` (the extra
+    classes of one format, e.g. :data:`TRANSFORM_GLOBALS`).
 
-    ``weights_only=False`` on purpose: these files hold Python objects that the safe loader
-    refuses (PyTorch >= 2.6 defaults to weights_only=True). Only load files you trust, such as
-    the ones the ``get_files`` scripts download or that this package wrote.
+    Raises:
+        DataFileError: missing, unreadable, or holding any other class (named in the message; the
+            file is not loaded and none of its code runs).
     """
-    return _torch_load(Path(path), False, DataFileError, hint)
+    return _torch_load(Path(path), False, DataFileError, hint, allow)
 
 
 def read_record(path: str | Path, hint: str = "") -> Any:
@@ -153,12 +269,11 @@ def save_data(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def save_training_state(path: str | Path, state: Mapping[str, Any]) -> Path:
-    """Everything needed to resume meta-training (model, optimizer, scheduler, epoch, best metric,
-    RNG), written atomically after every epoch so a crash loses at most the epoch in progress."""
-    path = Path(path)
-    atomic_write(path, lambda f: torch.save(dict(state), f))
-    return path
+def training_state_bytes(state: Mapping[str, Any]) -> bytes:
+    """The content of ``resume_state.pt``: everything needed to resume meta-training (model,
+    optimizer, scheduler, epoch, best metric, RNG), written with the epoch's other files after every
+    epoch so a crash loses at most the epoch in progress."""
+    return _torch_bytes(dict(state))
 
 
 def read_training_state(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from metad2a.config import (
     to_dict,
 )
 from metad2a.errors import MetaD2AError, user_command
-from metad2a.files import write_json
+from metad2a.files import make_dirs, write_json
 from metad2a.parser import build_parser
 from metad2a.search_spaces import SEARCH_SPACES, get_search_space
 from metad2a.search_spaces.base import SearchSpace
@@ -33,7 +34,7 @@ from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 
-SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch")
+SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "num_class")
 
 
 def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
@@ -53,6 +54,9 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
     if args.nvt + space.nvt_flag_offset != space.nvt:
         raise MetaD2AError(f"--nvt {args.nvt} does not fit {space.name} (expects {space.nvt - space.nvt_flag_offset})")
     require_positive(args, *SHARED_POSITIVE, *(f.dest for f in space.extra_flags if f.positive), allow_none=True)
+    if args.test and space.num_archs is not None and args.num_gen_arch > space.num_archs:
+        raise MetaD2AError(f"--num-gen-arch {args.num_gen_arch} exceeds the {space.num_archs:,} distinct "
+                           f"architectures of {space.name}; pass --num-gen-arch {space.num_archs} or fewer")
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
     if args.model_name == "generator" and mc.hs != mc.nz:
@@ -61,11 +65,23 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
     return mc
 
 
+def check_data_name(name: str | None) -> None:
+    """``--data-name`` is a name, not a path (docs/fidelity.md#data-name): it picks
+    ``<data-path>/<name>bylabel.pt`` and ``<save-path>/meta_test/<name>/``, and must not reach outside them."""
+    if name is None:
+        return
+    bad = not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name or "\0" in name
+    if bad or (os.altsep and os.altsep in name):
+        raise MetaD2AError(f"--data-name {name!r} is not a dataset name (no folders, no '..'); put the features "
+                           "in <data-path>/NAMEbylabel.pt and pass --data-name NAME (or --data-path for another folder)")
+
+
 def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:
     """The datasets of ``--data-name`` (``all``: the space's list for the step, in its order)."""
     if not args.data_name:
         raise MetaD2AError(f"--test needs --data-name ({', '.join(space.datasets)}, all, "
                            f"or the NAME of your own data/NAMEbylabel.pt)")
+    check_data_name(args.data_name)
     if args.data_name == "all":
         return space.data_names(args.model_name)
     return (args.data_name,)
@@ -74,6 +90,7 @@ def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:
 def run(argv: list[str] | None, space_name: str) -> int:
     """Parse ``main.py`` flags for a space and meta-train or search."""
     from metad2a import paths
+    from metad2a.engine.trainer import claim_run_dir
     from metad2a.log import setup_logging
     from metad2a.runtime import select_device
     from metad2a.seeding import seed_everything
@@ -81,6 +98,7 @@ def run(argv: list[str] | None, space_name: str) -> int:
     space = get_search_space(space_name)
     args = build_parser(space).parse_args(argv)
     setup_logging()
+    check_data_name(args.data_name)  # before any file is read or written
     mc = _model_config(args, space)
     ignored = [f.names[0] for f in space.extra_flags if f.ignored_by_main and getattr(args, f.dest) not in (None, False)]
     if ignored:  # the original parser is shared with a database builder; main.py ignores these
@@ -90,7 +108,10 @@ def run(argv: list[str] | None, space_name: str) -> int:
     seed_everything(args.seed)
     rc = RunConfig(space=space.name, model=args.model_name, test=args.test, seed=args.seed, device=str(device),
                    save_path=Path(args.save_path), data_path=Path(args.data_path), resume=args.resume)
-    paths.model_dir(rc.save_path, rc.model).mkdir(parents=True, exist_ok=True)
+    if args.overwrite and args.test:
+        raise MetaD2AError("--overwrite applies to meta-training (it deletes the earlier run); a search "
+                           "replaces its own output files")
+    make_dirs(paths.model_dir(rc.save_path, rc.model))
     log.info(f"==> data {rc.data_path.resolve()}  results {rc.save_path.resolve()}  device {device}")
     if args.model_name == "generator":
         from metad2a.engine.generator_runner import GeneratorRunner as Runner
@@ -102,15 +123,21 @@ def run(argv: list[str] | None, space_name: str) -> int:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
                             num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)
-        runner.meta_test(tc)
+        try:
+            runner.meta_test(tc)
+        except KeyboardInterrupt:
+            print("interrupted; the search stopped (the files of datasets finished before are kept); "
+                  "run the same command again to search anew", file=sys.stderr)
+            return 130
     else:
         tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size)
-        logger = setup_logging(paths.train_log(rc.save_path, rc.model))
-        for k, v in vars(args).items():  # the original starts its log with the arguments
-            logger.info(f"{k}: {v}")
-        logger.info("")
-        _record(run_dir, "train", argv, rc, mc, tc, options, runner.loop)
-        runner.meta_train(tc)
+        with claim_run_dir(rc.save_path, rc.model, resume=args.resume, overwrite=args.overwrite):
+            logger = setup_logging(paths.train_log(rc.save_path, rc.model))
+            for k, v in vars(args).items():  # the original starts its log with the arguments
+                logger.info(f"{k}: {v}")
+            logger.info("")
+            _record(run_dir, "train", argv, rc, mc, tc, options, runner.loop)
+            runner.meta_train(tc)
     return 0
 
 
@@ -123,7 +150,8 @@ def _record(run_dir: Path, mode: str, argv: list[str] | None, *configs: object) 
     write_json(run_dir / f"config_{mode}.json", info)
 
 
-@user_command("interrupted; checkpoints and resume_state.pt of finished epochs are kept (use --resume)")
+@user_command("interrupted; checkpoints and resume_state.pt of finished epochs are kept (use --resume)",
+              also=(OSError,))
 def main(argv: list[str] | None = None, *, space: str) -> int:
     """Entry point of ``MetaD2A_*/main.py``: user errors become one line on stderr and exit code 2."""
     return run(argv, space)

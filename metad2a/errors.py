@@ -3,6 +3,7 @@ so every message names the problem and the fix."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -23,6 +24,30 @@ class DataFileError(MetaD2AError):
 
 class DownloadError(MetaD2AError):
     """A download failed: HTTP error, HTML page instead of the file, truncated body, wrong size or hash."""
+
+
+class OutputError(MetaD2AError):
+    """An output file or folder could not be written: full disk, read-only or missing permission, a
+    file where a folder should be. Raised by ``metad2a.files``; the earlier content stays as it was."""
+
+
+# errno values that mean "the data does not fit": a full disk, a full quota, or a file-size limit
+# (RLIMIT_FSIZE makes writes fail with EFBIG); all reported as "no space left on device".
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(err: OSError) -> str:
+    """What an OS error means for a user, in a few words: "no space left on device", "permission
+    denied", "read-only file system", "a file is in the way of a folder", else the system's text."""
+    if err.errno in _NO_SPACE:
+        return "no space left on device" + (" (file size limit reached)" if err.errno == errno.EFBIG else "")
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.EROFS:
+        return "read-only file system"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return "a file is in the way of a folder (or a folder in the way of a file)"
+    return err.strerror or type(err).__name__
 
 
 def one_line(err: BaseException, *, first: bool = False, with_type: bool = False, limit: int | None = None) -> str:
@@ -57,7 +82,11 @@ def user_command(interrupted: str = "interrupted", also: tuple[type[BaseExceptio
             try:
                 return fn(*args, **kwargs)
             except (MetaD2AError, *also) as e:
-                print(f"error: {one_line(e)}", file=sys.stderr)
+                if isinstance(e, OSError):  # a file error no module turned into a MetaD2AError
+                    where = f"{e.filename}: " if e.filename else ""
+                    print(f"error: {where}{describe_os_error(e)}", file=sys.stderr)
+                else:
+                    print(f"error: {one_line(e)}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
                 print(interrupted, file=sys.stderr)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from metad2a.files import append_text, make_dirs, output_error, to_json
 
 LOGGER_NAME = "metad2a"
 
@@ -26,18 +27,30 @@ def setup_logging(log_file: Path | None = None) -> logging.Logger:
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
     if log_file is not None:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, mode="a")
+        make_dirs(Path(log_file).parent)
+        try:
+            fh = _LogFile(log_file, mode="a")
+        except OSError as e:
+            raise output_error(e, log_file) from e
         fh.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(fh)
     return logger
 
 
+class _LogFile(logging.FileHandler):
+    """A log file whose write errors (a full disk) stop the run with a one-line ``OutputError``
+    instead of logging's printed traceback and carrying on."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise output_error(err, self.baseFilename) from err
+        super().handleError(record)
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """One JSON object per line (machine-readable epoch summaries, DomainBed style)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    append_text(path, to_json(record, sort_keys=True) + "\n")
 
 
 class Meter:

@@ -64,6 +64,9 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--train-arch", "--train_arch", dest="train_arch", type=str2bool, default=True,
       help="train/report the selected architecture (true/false)")
     a("--resume", action="store_true", help="new: continue meta-training from the last finished epoch")
+    a("--overwrite", action="store_true",
+      help="new: delete the meta-training run already in --save-path (checkpoints, resume_state.pt, "
+           "results.jsonl, log) and train from scratch")
     for f in space.extra_flags:
         _add_flag(p, f)
     return p

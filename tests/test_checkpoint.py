@@ -5,7 +5,7 @@ import torch
 
 from metad2a.checkpoint import (
     load_checkpoint,
-    load_trusted_data,
+    load_data,
     read_sidecar,
     read_state_dict,
     save_checkpoint,
@@ -95,7 +95,7 @@ def test_missing_and_truncated_files_are_one_line_errors(tmp_path):
         read_state_dict(tmp_path / "cut.pt")
     assert "\n" not in str(e.value)
     with pytest.raises(DataFileError, match="truncated"):
-        load_trusted_data(tmp_path / "cut.pt")
+        load_data(tmp_path / "cut.pt")
 
 
 def test_trusted_loader_reads_pickled_python_objects(tmp_path):
@@ -106,4 +106,4 @@ def test_trusted_loader_reads_pickled_python_objects(tmp_path):
     torch.save({"graph": [g], "acc": [1.0]}, tmp_path / "d.pt")
     with pytest.raises(CheckpointError):  # the safe loader refuses it ...
         read_state_dict(tmp_path / "d.pt")
-    assert load_trusted_data(tmp_path / "d.pt")["graph"][0].vcount() == 2  # ... the trusted one reads it
+    assert load_data(tmp_path / "d.pt")["graph"][0].vcount() == 2  # ... the trusted one reads it

@@ -28,7 +28,7 @@ from metad2a.build import ofa_database as OB
 from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files
 from metad2a.build.ofa_cli import main as build_main
 from metad2a.build.ray_pool import RayPoolConfig
-from metad2a.checkpoint import load_trusted_data, save_checkpoint
+from metad2a.checkpoint import TRANSFORM_GLOBALS, load_data, save_checkpoint
 from metad2a.data.formats import write_bylabel
 from metad2a.data.synthetic import synthetic_features
 from metad2a.models.predictor import PredictorModel
@@ -131,7 +131,7 @@ def test_killed_shard_resumes_then_collect_and_main_meta_trains(imnet, ray_sessi
 
     assert build_main(["--model_name", "predictor", "--collect"]) == 0
     assert "The number of database: 9" in capsys.readouterr().out
-    db = load_trusted_data(collected_database("data", "predictor"))
+    db = load_data(collected_database("data", "predictor"), allow=TRANSFORM_GLOBALS)
     assert len(db) == 9
     plan1 = json.loads(OB.build_file("data", "predictor", 1, "plan").read_text())
     shard_tasks = plan["tasks"] + plan1["tasks"]
@@ -185,7 +185,7 @@ def test_generator_shard_ranks_candidates_and_records_failures(imnet, ray_sessio
     plan = json.loads(OB.build_file(cfg.data_path, "generator", 3, "plan").read_text())
     scores, _ = OB.score_candidates(cfg, plan["tasks"])  # planning-time ranking is reproducible
     assert scores == [t["scores"] for t in plan["tasks"]]
-    shard = load_trusted_data(OB.shard_file(cfg.data_path, "generator", 3))
+    shard = load_data(OB.shard_file(cfg.data_path, "generator", 3), allow=TRANSFORM_GLOBALS)
     for e, key in zip(shard, ("0", "2")):
         t = plan["tasks"][int(key)]
         assert t["chosen"] == int(np.argmax(t["scores"])) and len(t["nets"]) == 3

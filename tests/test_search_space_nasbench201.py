@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from metad2a.checkpoint import load_trusted_data
+from metad2a.checkpoint import load_data
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.dag import make_graph
@@ -73,7 +73,7 @@ def test_validity_rules_of_generated_graphs():
 
 
 def test_agrees_with_every_real_graph_of_the_original_database():
-    data = load_trusted_data(shared_file("metad2a/meta_train_tasks_predictor.pt"))
+    data = load_data(shared_file("metad2a/meta_train_tasks_predictor.pt"))
     graphs, strs = data["g"], data["str"]
     assert len(graphs) == len(strs) == 4630
     for g, s in zip(graphs, strs):

@@ -13,6 +13,7 @@ of each class's sorted file list, :func:`choose_train_files` a seeded sample of 
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,17 +25,12 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from metad2a.data.imaging import IMAGENET_MEAN, IMAGENET_STD, to_rgb
+from metad2a.data.image_sources import class_folders
+from metad2a.data.imaging import IMAGENET_MEAN, IMAGENET_STD, image_error, image_read_errors, to_rgb
 from metad2a.errors import DataFileError
 from metad2a.seeding import stable_seed
 
 CROP_FRACTION = 0.875  # the validation resize: ceil(224 / 0.875) = 256, then a 224 centre crop
-
-
-
-def class_folders(path: Path) -> list[str]:
-    """Sorted names of the visible sub-folders of ``path``."""
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def image_files(folder: Path) -> list[str]:
@@ -43,10 +39,13 @@ def image_files(folder: Path) -> list[str]:
 
 
 def _scandir(folder: Path) -> list[Any]:
-    import os
-
+    """The visible files directly in ``folder``; a broken link is an error that names it."""
     with os.scandir(folder) as it:
-        return [e for e in it if e.is_file() and not e.name.startswith(".")]
+        entries = list(it)
+    for e in entries:
+        if e.is_symlink() and not os.path.exists(e.path):
+            raise DataFileError(f"{e.path}: broken symbolic link (to {os.readlink(e.path)}); remove it or fix it")
+    return [e for e in entries if e.is_file() and not e.name.startswith(".")]
 
 
 @dataclass(frozen=True)
@@ -160,5 +159,5 @@ class FileImages(Dataset):
         try:
             with Image.open(path) as img:
                 return self.transform(to_rgb(img)), int(label)
-        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
-            raise DataFileError(f"{path}: cannot read the image ({' '.join(str(e).split())})") from e
+        except image_read_errors() as e:  # also in a DataLoader worker: the message names the file
+            raise image_error(e, path) from e

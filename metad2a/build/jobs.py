@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from metad2a.version import __version__
-from metad2a.files import write_text
+from metad2a.files import to_json, write_text
 from metad2a.build.ray_pool import JobOutcome, RayPool
 from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
@@ -37,7 +37,7 @@ PLAN_FORMAT = "metad2a-build-plan"
 
 def _json_normal(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(value))
+    return json.loads(to_json(value))
 
 
 def load_or_save_plan(path: str | Path, settings: Mapping[str, Any], make: Callable[[], Mapping[str, Any]], *,
@@ -74,8 +74,7 @@ def load_or_save_plan(path: str | Path, settings: Mapping[str, Any], make: Calla
                                f"resume it, or {fresh_hint}")
         return saved, True
     body = {"format": PLAN_FORMAT, "metad2a_version": __version__, "settings": settings, **make()}
-    text = json.dumps(body) + "\n"
-    write_text(path, text)
+    write_text(path, to_json(body) + "\n")
     return _json_normal(body), False
 
 

@@ -54,8 +54,8 @@ import torch
 
 from metad2a import paths
 from metad2a.version import __version__
-from metad2a.checkpoint import load_trusted_data, save_data
-from metad2a.files import file_sha256, write_json
+from metad2a.checkpoint import TRANSFORM_GLOBALS, load_data, save_data
+from metad2a.files import append_text, file_sha256, write_json
 from metad2a.seeding import stable_seed
 from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files, val_transform
@@ -376,8 +376,8 @@ def write_shard(cfg: OfaBuildConfig, plan: dict[str, Any], records: dict[str, di
                if records.get(str(t["task"]), {}).get("status") == "ok"]
     path = shard_file(cfg.data_path, cfg.model, cfg.index)
     save_data(entries, path)
-    with open(shard_log(cfg.data_path, cfg.model, cfg.index), "a") as f:
-        f.write(f"{(time.time() - t0) / 60:.2f}(min) save {len(entries)} database, {cfg.index} id\n")
+    append_text(shard_log(cfg.data_path, cfg.model, cfg.index),
+                f"{(time.time() - t0) / 60:.2f}(min) save {len(entries)} database, {cfg.index} id\n")
     return len(entries)
 
 
@@ -511,7 +511,7 @@ def collect_database(data_path: str | Path, model: str) -> tuple[Path, int]:
                             f"(bash create_database.sh <gpus> <first index> <last index> {model})")
     merged: list[Any] = []
     for _, p in shards:
-        part = load_trusted_data(p)
+        part = load_data(p, allow=TRANSFORM_GLOBALS)
         if not isinstance(part, list) or not all(isinstance(e, dict) and all(k in e for k in ENTRY_KEYS)
                                                  for e in part):
             raise DataFileError(f"{p}: not a database shard (a list of dicts with {', '.join(ENTRY_KEYS)})")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from metad2a.errors import DataFileError
+from metad2a.files import append_text, to_json
 
 log = logging.getLogger("metad2a")
 
@@ -62,9 +62,4 @@ class ResultsJournal:
         """Write one record durably (flush + fsync) before returning."""
         if "key" not in record:
             raise ValueError("a journal record needs a 'key'")
-        line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_text(self.path, to_json(record, sort_keys=True) + "\n", fsync=True)

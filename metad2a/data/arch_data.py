@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from metad2a.data.image_sources import RAW_DATA, SOURCES, ImageSource, build_source, image_folder
-from metad2a.data.imaging import dataset_normalisation, to_rgb
+from metad2a.data.imaging import dataset_normalisation, image_error, image_read_errors, item_location, to_rgb
 from metad2a.errors import DataFileError
 
 IMAGE_SIZE = 32
@@ -81,11 +81,11 @@ class TransformedImages(Dataset):
         return len(self.source.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img, label = self.source.dataset[i]
         try:
+            img, label = self.source.dataset[i]
             return self.transform(img), int(label)
-        except (OSError, ValueError) as e:
-            raise DataFileError(f"{self.source.name} item {i}: cannot read the image ({e})") from e
+        except image_read_errors() as e:
+            raise image_error(e, item_location(self.source.dataset, i, f"{self.source.name} item {i}")) from e
 
 
 def test_halves(n: int, seed: int = TEST_SPLIT_SEED) -> tuple[list[int], list[int]]:
@@ -179,11 +179,9 @@ def load_pixels(source: ImageSource, indices: Sequence[int], size: int = IMAGE_S
     transform = pixels_transform(size)
     out = torch.empty(len(indices), 3, size, size, dtype=torch.uint8)
     for k, i in enumerate(indices):
-        img, _ = source.dataset[i]
         try:
+            img, _ = source.dataset[i]
             out[k] = transform(img)
-        except (OSError, ValueError) as e:
-            samples = getattr(source.dataset, "samples", None)
-            where = samples[i][0] if samples else f"{source.name} item {i}"
-            raise DataFileError(f"{where}: cannot read the image ({' '.join(str(e).split())})") from e
+        except image_read_errors() as e:
+            raise image_error(e, item_location(source.dataset, i, f"{source.name} item {i}")) from e
     return out

@@ -7,33 +7,42 @@ for NB201 strings, as the original does.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from metad2a.errors import DataFileError
+from metad2a.files import write_text
 
 _HEADER = re.compile(r"^elapsed time:\s*([0-9.]+)s")
 
 
+def archive_text(elapsed: float, archs: Sequence[str]) -> str:
+    """The content of a ``run_<k>.txt``: the header line, then one architecture per line."""
+    return f"elapsed time: {elapsed:6.2f}s \n" + "".join(f"{a}\n" for a in archs)
+
+
 def write_archive(path: Path, elapsed: float, archs: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(f"elapsed time: {elapsed:6.2f}s \n")
-        for a in archs:
-            f.write(f"{a}\n")
-    os.replace(tmp, path)
+    """Write a ``run_<k>.txt`` atomically."""
+    write_text(path, archive_text(elapsed, archs))
 
 
 def read_archive(path: Path, first_token: bool = True, hint: str = "") -> tuple[float, list[str]]:
-    """Returns (elapsed seconds, architectures)."""
+    """Returns (elapsed seconds, architectures).
+
+    Raises:
+        DataFileError: missing file, not UTF-8 text, no header line, or no architecture.
+    """
     if not path.is_file():
         raise DataFileError(f"{path}: file not found{'; ' + hint if hint else ''}")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFileError(f"{path}: cannot be read as text ({e}){'; ' + hint if hint else ''}") from e
     m = _HEADER.match(lines[0]) if lines else None
     if not m:
         raise DataFileError(f"{path}: first line must be 'elapsed time: <seconds>s'")
     archs = [ln.split()[0] if first_token else ln.strip() for ln in lines[1:] if ln.strip()]
+    if not archs:
+        raise DataFileError(f"{path}: holds no architectures after its header line{'; ' + hint if hint else ''}")
     return float(m.group(1)), archs

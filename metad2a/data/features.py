@@ -44,7 +44,15 @@ from torch import nn
 from metad2a.checkpoint import read_state_dict, sidecar_path
 from metad2a.data.formats import write_bylabel
 from metad2a.data.image_sources import SOURCES, ImageSource, build_source
-from metad2a.data.imaging import DATASET_NORMS, IMAGENET_MEAN, IMAGENET_STD, to_rgb
+from metad2a.data.imaging import (
+    DATASET_NORMS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    image_error,
+    image_read_errors,
+    item_location,
+    to_rgb,
+)
 from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.files import write_json
 from metad2a.paths import bylabel
@@ -225,10 +233,8 @@ class _Transformed(torch.utils.data.Dataset):
         try:
             img, _ = self.dataset[i]
             return self.transform(img)
-        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
-            samples = getattr(self.dataset, "samples", None)
-            where = samples[i][0] if samples else f"item {i}"
-            raise DataFileError(f"{where}: cannot read the image ({' '.join(str(e).split())})") from e
+        except image_read_errors() as e:  # also in a DataLoader worker: the message names the file
+            raise image_error(e, item_location(self.dataset, i, f"item {i}")) from e
 
 
 # --------------------------------------------------------------------------- extraction

@@ -29,6 +29,7 @@ Grey-scale images are returned as they are; the extraction transform converts ev
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,9 +257,9 @@ def _aircraft(level: str, name: str) -> Callable[[Path, bool, str | None], Image
 def _pets(root: Path, download: bool, split: str | None = None) -> ImageSource:
     legacy = root / ("test15.pth" if split == "test" else "train85.pth")
     if legacy.is_file() and not (root / "oxford-iiit-pet").is_dir():
-        from metad2a.checkpoint import load_trusted_data
+        from metad2a.checkpoint import PIL_IMAGE_GLOBALS, load_data
 
-        items = load_trusted_data(legacy, "python get_files/get_pets.py")
+        items = load_data(legacy, "python get_files/get_pets.py", allow=PIL_IMAGE_GLOBALS)
         if not isinstance(items, Sequence) or not all(isinstance(x, Sequence) and len(x) == 2 for x in items):
             raise DataFileError(f"{legacy}: expected a list of (PIL image, label) pairs")
         targets = [int(label) for _, label in items]
@@ -304,6 +305,62 @@ SOURCES: dict[str, tuple[Callable[[Path, bool, str | None], ImageSource], str]] 
 
 
 # --------------------------------------------------------------------------- image folders
+def _link_problem(link: Path, target: Path, top: Path, here: Path) -> str | None:
+    """Why the folder link ``link`` (in the real folder ``here``) must not be followed, or None."""
+    if target == here or target in here.parents:
+        return "loops back to a folder that contains it"
+    if target != top and top not in target.parents:
+        return f"leaves its class folder {top}"
+    return None
+
+
+def scan_class_folder(folder: Path) -> int:
+    """The image files of one class folder, counted the way ``ImageFolder`` finds them (all
+    sub-folders, following links), after checking its links (docs/data.md#image-folders).
+
+    A link to a folder is followed only when it stays inside the class folder and does not loop;
+    a link that leaves it (into another class: images would be mixed) or loops (the same images
+    again and again) is refused, as is a broken link.
+
+    Raises:
+        DataFileError: a broken link, or a folder link that leaves the class folder or loops (named).
+    """
+    top = folder.resolve()
+    count, stack, seen = 0, [folder], set()
+    while stack:
+        d = stack.pop()
+        here = d.resolve()
+        if here in seen:  # two links to one folder: ImageFolder reads it twice, we count it once
+            continue
+        seen.add(here)
+        with os.scandir(d) as entries:
+            for e in entries:
+                p = Path(e.path)
+                if e.is_symlink() and not p.exists():
+                    raise DataFileError(f"{p}: broken symbolic link (to {os.readlink(p)}); remove it or fix it")
+                if e.is_dir():
+                    why = _link_problem(p, p.resolve(), top, here) if e.is_symlink() else None
+                    if why:
+                        raise DataFileError(f"{p}: a link to the folder {p.resolve()} that {why}; image folders "
+                                            "follow only links that stay inside their class folder: remove it")
+                    stack.append(p)
+                elif e.is_file() and p.suffix.lower() in IMG_EXTENSIONS:
+                    count += 1
+    return count
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted names of the visible sub-folders of ``root``; a broken link among them is an error.
+
+    Raises:
+        DataFileError: a broken symbolic link in ``root`` (named).
+    """
+    for p in root.iterdir():
+        if p.is_symlink() and not p.exists():
+            raise DataFileError(f"{p}: broken symbolic link (to {os.readlink(p)}); remove it or fix it")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def has_split_folders(path: str | Path) -> bool:
     """Whether ``path`` holds both a ``train/`` and a ``test/`` sub-folder (a pre-split image folder)."""
     return (Path(path) / "train").is_dir() and (Path(path) / "test").is_dir()
@@ -329,12 +386,13 @@ def image_folder(path: str | Path, split: str | None = None) -> ImageSource:
             return ImageSource(root.resolve().name, train.dataset, train.targets, train.class_names,
                                f"image folder {(root / 'train').resolve()}")
         test_dir = root / "test"
-        extra = sorted({p.name for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
-                       - set(train.class_names))
+        extra = sorted(set(class_folders(test_dir)) - set(train.class_names))
         if extra:
             raise DataFileError(f"{test_dir}: class folder(s) {', '.join(extra)} are not in {root / 'train'}; "
                                 "give test/ the same classes as train/")
         present = [c for c in train.class_names if (test_dir / c).is_dir()]
+        for c in present:
+            scan_class_folder(test_dir / c)
         ds = _SortedFolder(str(test_dir), train.class_names) if present == train.class_names else \
             _PartialFolder(str(test_dir), train.class_names, present)
         return ImageSource(root.resolve().name, ds, list(ds.targets), list(train.class_names),
@@ -344,15 +402,12 @@ def image_folder(path: str | Path, split: str | None = None) -> ImageSource:
     if not root.is_dir():
         raise DataFileError(f"{root}: folder not found; --dataset takes a dataset name or an image folder "
                             "with one sub-folder per class")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root)
     if not classes:
         raise DataFileError(f"{root}: no class folders; put the images of each class in their own sub-folder "
                             "(root/<class>/<image>.png)")
 
-    def has_image(d: Path) -> bool:
-        return any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file())
-
-    empty = [c for c in classes if not has_image(root / c)]
+    empty = [c for c in classes if not scan_class_folder(root / c)]
     if empty:
         raise DataFileError(f"{root}: class folder(s) {', '.join(empty)} hold no image "
                             f"({', '.join(IMG_EXTENSIONS)}); add images or remove the folder(s)")

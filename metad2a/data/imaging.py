@@ -3,7 +3,10 @@ per-dataset normalisation, and RGB conversion."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from metad2a.errors import DataFileError
 
 Norm = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel of a [0, 1] RGB input
 
@@ -29,3 +32,31 @@ def dataset_normalisation(key: str | None, default: Norm = IMAGENET_NORM) -> Nor
 def to_rgb(img: Any) -> Any:
     """Any PIL image -> RGB (grey is repeated to three channels)."""
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def image_read_errors() -> tuple[type[BaseException], ...]:
+    """What reading one image file may raise: OSError (missing, truncated, not an image: PIL's
+    UnidentifiedImageError), ValueError, and PIL's DecompressionBombError (an image of more pixels
+    than PIL allows, which is not an OSError)."""
+    from PIL import Image
+
+    return (OSError, ValueError, Image.DecompressionBombError)
+
+
+def image_error(err: BaseException, where: Any) -> DataFileError:
+    """A one-line error naming the image file ``where`` and what is wrong with it."""
+    from PIL import Image
+
+    text = " ".join(str(err).split())
+    if isinstance(err, Image.DecompressionBombError):
+        return DataFileError(f"{where}: too large to read ({text}); PIL refuses it as a possible decompression "
+                             "bomb: shrink the image or remove it")
+    if isinstance(err, FileNotFoundError) and os.path.islink(str(where)):
+        return DataFileError(f"{where}: broken symbolic link (to {os.readlink(str(where))}); remove it or fix it")
+    return DataFileError(f"{where}: cannot read the image ({text[:200]})")
+
+
+def item_location(dataset: Any, i: int, default: str) -> str:
+    """The file of item ``i`` of an image dataset (ImageFolder-like ``samples``), else ``default``."""
+    samples = getattr(dataset, "samples", None)
+    return samples[i][0] if samples else default

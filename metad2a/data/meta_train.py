@@ -11,6 +11,7 @@ import torch
 
 from metad2a.data.formats import MetaTrainFile
 from metad2a.data.sets import check_rows, sample_batch
+from metad2a.errors import DataFileError
 from metad2a.nn.graph_batch import GraphBatch
 
 ORIGINAL_NUM_VALID = 400  # the first 400 entries of the _idx permutation are the validation split
@@ -36,9 +37,11 @@ def denormalise_accuracy(y: torch.Tensor | float, mean: float, std: float) -> to
 def predicted_accuracy(score: float, meta: Mapping[str, Any]) -> float | None:
     """A predictor score in percent, given its checkpoint's sidecar (``acc_mean``/``acc_std`` of the
     split it was trained on); None when the sidecar does not say (the released checkpoints)."""
-    if meta.get("acc_mean") is None or meta.get("acc_std") is None:
+    mean, std = meta.get("acc_mean"), meta.get("acc_std")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std))
+    if not numbers:  # missing, null, or not a number: the sidecar does not say
         return None
-    return float(denormalise_accuracy(score, float(meta["acc_mean"]), float(meta["acc_std"])))
+    return float(denormalise_accuracy(score, float(mean), float(std)))
 
 
 @dataclass
@@ -72,13 +75,19 @@ class _MetaTrainBase:
     mean: float
     std: float
 
-    def _check_classes(self, classes: Sequence[Sequence[int]], source: str, id_offset: int) -> None:
-        """Every class id must index ``feats`` and have ``num_sample`` rows; ``id_offset`` is added
-        back in the message so that it shows the ids as the file stores them."""
+    def _check_classes(self, classes: Sequence[Sequence[int]], source: str, id_offset: int,
+                       listed: Sequence[Sequence[int]] = ()) -> None:
+        """Every class id (of the tasks used, ``classes``, and of all tasks ``listed``) must index
+        ``feats``, and every used class must have ``num_sample`` rows; ``id_offset`` is added back in
+        the message so that it shows the ids as the file stores them."""
         used = sorted({c for cl in classes for c in cl})
-        if used and (used[0] < 0 or used[-1] >= len(self.feats)):
-            raise ValueError(f"{source}: task class ids reach {used[-1] + id_offset}, "
-                             f"but the feature file has {len(self.feats)} classes")
+        bad = sorted({c for cl in [*classes, *listed] for c in cl if not 0 <= c < len(self.feats)})
+        if bad:
+            lo, hi = id_offset, len(self.feats) - 1 + id_offset
+            base = "1-based" if id_offset == 1 else "0-based"
+            raise DataFileError(f"{source}: task class id {bad[0] + id_offset} is outside {lo}..{hi}: the ids are "
+                                f"{base} and the feature file has {len(self.feats)} classes; fix the task list or "
+                                "use the features it was built with")
         check_rows(self.feats, used, self.num_sample, source)
 
     def _set_statistics(self, mean: float, std: float) -> None:
@@ -112,8 +121,13 @@ class MetaTrainDatabase(_MetaTrainBase):
                  max_n: int, num_sample: int = 20, class_offset: int = 1, source: str = "") -> None:
         self.feats = feats
         self.num_sample = num_sample
+        bad = [t for t in mt.task if not 0 <= t < len(tasks)]
+        if bad:
+            raise DataFileError(f"{source}: task index {bad[0]} is outside 0..{len(tasks) - 1}, the "
+                                f"{len(tasks)} tasks of the task list; use the task list the file was built with")
         self.task_classes = [[c - class_offset for c in tasks[t]] for t in mt.task]
-        self._check_classes(self.task_classes, source, class_offset)
+        self._check_classes(self.task_classes, source, class_offset,
+                            listed=[[c - class_offset for c in t] for t in tasks])
         self.graphs = GraphBatch.from_graphs(mt.graphs, max_n)
         self.acc = torch.tensor(mt.acc, dtype=torch.float32)
         nv = num_valid(len(mt.perm))

@@ -14,14 +14,14 @@ from tqdm import tqdm
 
 from metad2a import paths
 from metad2a.config import PREDICTOR_HS, MetaTestConfig, TrainConfig
-from metad2a.data.archive import write_archive
+from metad2a.data.archive import archive_text
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.data.meta_train import predicted_accuracy
 from metad2a.engine.predictor_runner import PredictorRunner
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.errors import CheckpointError, MetaD2AError
-from metad2a.files import write_json
+from metad2a.files import to_json, write_files
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.nn.graph_batch import GraphBatch
@@ -203,7 +203,7 @@ class GeneratorRunner(Runner):
             out = paths.meta_test_dir(self.run.save_path, name,
                                       tc.num_gen_arch if self.space.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
-            times, records = [], []
+            times, records, files = [], [], {}
             for run in range(1, target.info.runs + 1):
                 log.info(f"==> run {run}/{target.info.runs}")
                 if ranker is None:
@@ -217,14 +217,15 @@ class GeneratorRunner(Runner):
                                        f"is the generator checkpoint trained?")
                 path = paths.generated_arch_file(out, run)
                 # arch_key is the original output line of the space (``SearchSpace.arch_key``)
-                write_archive(path, secs, [self.space.arch_key(a) for a in archs])
+                files[path] = archive_text(secs, [self.space.arch_key(a) for a in archs])
                 times.append(secs)
                 log.info(f"==> save generated architectures in {path}")
                 log.info(f"elapsed time: {secs:6.2f}s ({len(archs)} unique valid of {decoded} decoded)")
-            with open(out / "time.txt", "w") as f:
-                f.write(f"generator elasped time {statistics.mean(times):.2f}s\n")  # sic, original spelling
+            files[out / "time.txt"] = f"generator elasped time {statistics.mean(times):.2f}s\n"  # sic, original
             if ranker is not None:
-                self._write_result(out, target, tc, records, times)
+                files[out / "result.json"] = to_json(self._result(target, tc, records, times), indent=2) + "\n"
+            # all or nothing, once every run is done (docs/fidelity.md#atomic-outputs)
+            write_files(files)
             log.info("==> done")
 
     def _record(self, run: int, res: SearchResult, ranker_meta: dict) -> dict:
@@ -236,9 +237,10 @@ class GeneratorRunner(Runner):
             rec["top1_predicted_acc"] = predicted_accuracy(res.scores[0], ranker_meta)
         return rec
 
-    def _write_result(self, out, target: TargetDataset, tc: MetaTestConfig, records: list[dict],
-                      times: list[float]) -> None:
-        result = {
+    def _result(self, target: TargetDataset, tc: MetaTestConfig, records: list[dict],
+                times: list[float]) -> dict:
+        """``result.json`` of a search whose generator ranks its architectures."""
+        return {
             "dataset": target.name, "num_classes": target.info.num_classes, "search_space": self.space.name,
             "num_gen_arch": tc.num_gen_arch,
             "mode": ("original: 100 resampled sets pooled per decoded graph, scored with its sampled edges"
@@ -250,4 +252,3 @@ class GeneratorRunner(Runner):
                     "top1_predicted_acc converts it back when the predictor checkpoint has a sidecar "
                     "with its training mean/std (released checkpoints have none)",
         }
-        write_json(out / "result.json", result)

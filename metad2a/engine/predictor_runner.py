@@ -19,7 +19,7 @@ from metad2a.data.meta_train import predicted_accuracy
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.evaluation.metrics import mean_confidence_interval, pearson
-from metad2a.files import write_json
+from metad2a.files import make_dirs, to_json, write_files
 from metad2a.models.predictor import PredictorModel, score_sets
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import AccuracyTable
@@ -69,7 +69,8 @@ class PredictorRunner(Runner):
             return EpochResult(m["loss"], m, [line])
 
         summary = fit(model, lambda ep, opt: epoch("train", ep, opt), lambda ep: epoch("valid", ep, None), tc,
-                      self.run.save_path, "predictor", meta, self.run.resume, best_metric="corr")
+                      self.run.save_path, "predictor", meta, self.run.resume, best_metric="corr",
+                      running=best)  # the log's running best, restored on --resume
         log.info(f"[epoch {summary['best_epoch']}] max correlation: {summary['best']:.4f}, loss: {best['loss']:.6f}")
         return summary
 
@@ -121,7 +122,7 @@ class PredictorRunner(Runner):
         name, info = target.name, target.info
         test_dir = paths.meta_test_dir(self.run.save_path, name)
         out = test_dir / "best_arch"
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         column = info.table_column or name
         use_table = table is not None and table.has(column)
         runs, times, missing = [], [], set()
@@ -143,15 +144,11 @@ class PredictorRunner(Runner):
                    "top_n": [{"arch": archs[i], "score": float(scores[i]), "acc": acc}
                              for i, acc in zip(order, accs)], "num_candidates": len(archs)}
             runs.append(rec)
-        with open(out / "architecture.txt", "w") as f:
-            for r in runs:
-                f.write(f"{r['top1_arch']}\n")
-                log.info(r["top1_arch"])
-        with open(test_dir / "time.txt", "a") as f:
-            f.write(f"predictor average elasped time {statistics.mean(times):.2f}s\n")  # sic
+        for r in runs:
+            log.info(r["top1_arch"])
         trained = (self.space.train_selected(runs[0]["top1_arch"], name, self.run.data_path, out, self.options,
                                              self.device) if self._trains(info, tc) else None)
-        summary = self._report(out, runs, info.top_n, use_table, trained)
+        summary, accuracy_txt = self._report(out, runs, info.top_n, use_table, trained)
         result = {"dataset": name, "num_classes": info.num_classes, "search_space": self.space.name,
                   "table": table.source if use_table else None, "runs": runs, "summary": summary,
                   "predictor_seconds_mean": statistics.mean(times), "missing_from_table": sorted(missing),
@@ -159,37 +156,48 @@ class PredictorRunner(Runner):
                   "note": ("top1_acc is the accuracy of the architecture ranked first (what a user gets); "
                            f"best_of_top{info.top_n}_acc is the best table accuracy among the top "
                            f"{info.top_n} (the original's reported CIFAR figure, an oracle pick)")}
-        write_json(out / "result.json", result)
+        time_txt = test_dir / "time.txt"  # the generator's line, then this one appended (as the original)
+        before = time_txt.read_text(errors="replace") if time_txt.is_file() else ""
+        # all or nothing (docs/fidelity.md#atomic-outputs): a full disk leaves the earlier files, consistent
+        write_files({out / "architecture.txt": "".join(f"{r['top1_arch']}\n" for r in runs),
+                     time_txt: before + f"predictor average elasped time {statistics.mean(times):.2f}s\n",  # sic
+                     out / "accuracy.txt": accuracy_txt,
+                     out / "result.json": to_json(result, indent=2) + "\n"})
         if missing:
             log.warning(f"warning: {len(missing)} selected architecture(s) not in the accuracy table")
         return result
 
-    def _report(self, out: Path, runs: list[dict], top_n: int, use_table: bool, trained: dict | None = None) -> dict:
+    def _report(self, out: Path, runs: list[dict], top_n: int, use_table: bool,
+                trained: dict | None = None) -> tuple[dict, str]:
         """accuracy.txt in the original format (CIFAR: best-of-top-30 per run; trained datasets: the x-test
-        accuracy of each seed), plus the figures labelled on the console and in result.json."""
+        accuracy of each seed), plus the figures labelled on the console and in result.json.
+
+        Returns:
+            (the summary for result.json, the text of accuracy.txt).
+        """
         key = f"best_of_top{top_n}_acc"
         summary: dict = {}
-        with open(out / "accuracy.txt", "w") as f:
-            if trained is not None:
-                log.info(f"==> save results in {out}")
-                for r, acc in enumerate(trained["x_test_acc"], 1):
-                    f.write(f"run {r} {acc:.2f} (%)\n")
-                    log.info(f"run {r} {acc:.2f} (%)")
-                m, ci = mean_confidence_interval(trained["x_test_acc"])
-                f.write(f"Avg {m:.2f}+-{ci:.2f} (%)\n")
-                log.info(f"Avg {m:.2f}+-{ci:.2f} (%)")
-                summary["trained_x_test_acc"] = {"mean": m, "ci95": ci}
-                return summary
-            if not use_table:
-                return summary
-            orig = [r[key] for r in runs if r[key] is not None]
-            for r in runs:
-                if r[key] is not None:
-                    f.write(f"run {r['run']} {r[key]:.2f} (%)\n")
-            if orig:
-                m, ci = mean_confidence_interval(orig)
-                f.write(f"Avg {m:.2f}+-{ci:.2f} (%)\n")
-                summary[key] = {"mean": m, "ci95": ci}
+        lines: list[str] = []
+        if trained is not None:
+            log.info(f"==> save results in {out}")
+            for r, acc in enumerate(trained["x_test_acc"], 1):
+                lines.append(f"run {r} {acc:.2f} (%)")
+                log.info(f"run {r} {acc:.2f} (%)")
+            m, ci = mean_confidence_interval(trained["x_test_acc"])
+            lines.append(f"Avg {m:.2f}+-{ci:.2f} (%)")
+            log.info(f"Avg {m:.2f}+-{ci:.2f} (%)")
+            summary["trained_x_test_acc"] = {"mean": m, "ci95": ci}
+            return summary, "".join(f"{ln}\n" for ln in lines)
+        if not use_table:
+            return summary, ""
+        orig = [r[key] for r in runs if r[key] is not None]
+        for r in runs:
+            if r[key] is not None:
+                lines.append(f"run {r['run']} {r[key]:.2f} (%)")
+        if orig:
+            m, ci = mean_confidence_interval(orig)
+            lines.append(f"Avg {m:.2f}+-{ci:.2f} (%)")
+            summary[key] = {"mean": m, "ci95": ci}
         top1 = [r["top1_acc"] for r in runs if r["top1_acc"] is not None]
         if top1:
             m1, ci1 = mean_confidence_interval(top1)
@@ -198,4 +206,4 @@ class PredictorRunner(Runner):
         if key in summary and top_n > 1:
             log.info(f"best of top-{top_n} accuracy (original's reported figure): "
                      f"{summary[key]['mean']:.2f}+-{summary[key]['ci95']:.2f} (%)")
-        return summary
+        return summary, "".join(f"{ln}\n" for ln in lines)

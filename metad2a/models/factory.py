@@ -39,5 +39,5 @@ def load_trained(kind: ModelKind, path: str | Path, *, nvt: int, max_n: int, hs:
     feature_dim = state[FEATURE_KEY].shape[1] if FEATURE_KEY in state else DEFAULT_FEATURE_DIM
     model = build_model(kind, nvt=nvt, max_n=max_n, hs=hs, nz=nz, feature_dim=feature_dim,
                         num_sample=num_sample, start_type=start_type, end_type=end_type)
-    meta = load_checkpoint(model, path, hint=hint)
+    meta = load_checkpoint(model, path, hint=hint, kind=kind)
     return model.to(device).eval(), meta

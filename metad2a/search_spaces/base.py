@@ -111,6 +111,8 @@ class SearchSpace:
         start_type, end_type: vertex types of the input and output vertices.
         nvt_flag_offset: ``--nvt`` on the command line is ``nvt - offset``.
         default_num_gen_arch: original ``--num-gen-arch`` default.
+        num_archs: distinct architectures of the space (None: too many to matter); a larger
+            ``--num-gen-arch`` is refused, since generation could never find that many.
         model_choices: values the original parser accepts for ``--model``/``--model_name``
             (``main.py`` itself runs only ``generator`` and ``predictor``).
         extra_flags: flags of this space's parser beyond the shared ones.
@@ -132,6 +134,7 @@ class SearchSpace:
     end_type: int = 1
     nvt_flag_offset: int = 0
     default_num_gen_arch: int = 800
+    num_archs: int | None = None
     model_choices: tuple[str, ...] = ("generator", "predictor")
     extra_flags: tuple[FlagSpec, ...] = ()
     datasets: Mapping[str, DatasetInfo] = field(default_factory=dict)

@@ -10,11 +10,11 @@ reports them (see ``metad2a.search_spaces.nasbench201.network``), e.g.::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from metad2a.errors import MetaD2AError
+from metad2a.files import to_json
 from metad2a.search_spaces.nasbench201.network import TinyNetwork, count_parameters_and_flops
 
 PROG = "metad2a nb201-info"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except MetaD2AError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(info))
+    print(to_json(info))
     return 0
 
 

@@ -154,7 +154,8 @@ class NasBench201(SearchSpace):
 
 NASBENCH201 = NasBench201(
     name="nasbench201", cli_name="nasbench201", nvt=cell.NVT, max_n=cell.MAX_N, start_type=cell.START_TYPE,
-    end_type=cell.END_TYPE, default_num_gen_arch=800, extra_flags=FLAGS, datasets=DATASETS,
+    end_type=cell.END_TYPE, default_num_gen_arch=800, num_archs=cell.NUM_ARCHS, extra_flags=FLAGS,
+    datasets=DATASETS,
     all_generator=ALL_GENERATOR, all_predictor=ALL_PREDICTOR, released_generator_epoch=400,
     get_files=GetFiles(generator_checkpoint="python get_files/get_checkpoint.py"), commands=COMMANDS,
 )

@@ -13,7 +13,7 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-from metad2a.checkpoint import load_trusted_data
+from metad2a.checkpoint import load_data
 from metad2a.errors import DataFileError
 
 NASBENCH201_FILE = "nasbench201.pt"
@@ -34,7 +34,7 @@ class AccuracyTable:
 
 
 def read_nasbench201_pt(path: str | Path, hint: str = "") -> AccuracyTable:
-    data = load_trusted_data(path, hint)
+    data = load_data(path, hint)
     try:
         strs = list(data["arch"]["str"])
         accs = {k: dict(zip(strs, map(float, v))) for k, v in data["test-acc"].items()}

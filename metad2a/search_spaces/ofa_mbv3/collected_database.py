@@ -7,8 +7,8 @@ meta-training task, as the database builder collects it:
 - ``net``: the OFA subnet dict ``{'wid': None, 'ks': [20], 'e': [20], 'd': [5]}``;
 - ``class``: LongTensor of the task's class indices, 0-based, indexing ``imgnet32bylabel.pt``
   directly (unlike the NB201 task list there is no ``-1``);
-- ``params`` (M), ``flops`` (MFLOPs), ``test_transform`` (a pickled torchvision transform, which is
-  why the file needs the trusted loader).
+- ``params`` (M), ``flops`` (MFLOPs), ``test_transform`` (a pickled torchvision transform, which the
+  restricted loader admits for this file only).
 
 On first use the original splits it into ``collected_database_{train,valid,test}.pt`` beside it,
 each a dict ``{acc, class, net, flops, mean, std}``: a ``torch.randperm`` under the global seed,
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from metad2a import paths
-from metad2a.checkpoint import load_trusted_data, save_data
+from metad2a.checkpoint import TRANSFORM_GLOBALS, load_data, save_data
 from metad2a.errors import DataFileError
 
 log = logging.getLogger("metad2a")
@@ -69,12 +69,12 @@ def _as_int_list(value: Any) -> list[int]:
 
 
 def read_collected_database(path: str | Path, hint: str = "") -> list[Mapping[str, Any]]:
-    """Read ``collected_database.pt`` (trusted pickle: it holds torchvision transform objects).
+    """Read ``collected_database.pt`` (a pickle that also holds torchvision transform objects, which the restricted loader admits).
 
     Raises:
         DataFileError: missing, unreadable, not a list of dicts, or entries without top1/net/class.
     """
-    entries = load_trusted_data(path, hint)
+    entries = load_data(path, hint, allow=TRANSFORM_GLOBALS)
     if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
         raise DataFileError(f"{path}: expected a list of dicts (one per task), got {type(entries).__name__}")
     for i, e in enumerate(entries):
@@ -83,6 +83,10 @@ def read_collected_database(path: str | Path, hint: str = "") -> list[Mapping[st
         missing = [k for k in ENTRY_KEYS if k not in e]
         if missing:
             raise DataFileError(f"{path}: entry {i} lacks key(s) {missing}; found {sorted(e)}")
+        top1 = e["top1"]
+        if isinstance(top1, (str, bytes, bool)) or not isinstance(top1, (int, float, torch.Tensor)) or \
+                not math.isfinite(float(top1)):
+            raise DataFileError(f"{path}: entry {i} has top1 {top1!r}; every accuracy must be a finite number")
     return list(entries)
 
 
@@ -117,7 +121,7 @@ def make_splits(entries: Sequence[Mapping[str, Any]], generator: torch.Generator
 
 def read_split(path: str | Path, hint: str = "") -> CollectedSplit:
     """Read one ``collected_database_<split>.pt`` (ours or the original's)."""
-    data = load_trusted_data(path, hint)
+    data = load_data(path, hint)
     keys = ("acc", "class", "net", "mean", "std")
     if not isinstance(data, Mapping) or any(k not in data for k in keys):
         found = sorted(data) if isinstance(data, Mapping) else type(data).__name__
@@ -126,11 +130,18 @@ def read_split(path: str | Path, hint: str = "") -> CollectedSplit:
     if not len(acc) == len(classes) == len(nets):
         raise DataFileError(f"{path}: acc/class/net have different lengths {len(acc)}/{len(classes)}/{len(nets)}")
     flops = list(data.get("flops") or [None] * len(acc))
+    if any(isinstance(a, (str, bytes)) for a in acc):
+        raise DataFileError(f"{path}: accuracies must be numbers, found a string")
     try:
-        return CollectedSplit([float(a) for a in acc], [_as_int_list(c) for c in classes], nets, flops,
-                              float(data["mean"]), float(data["std"]))
+        split = CollectedSplit([float(a) for a in acc], [_as_int_list(c) for c in classes], nets, flops,
+                               float(data["mean"]), float(data["std"]))
     except (TypeError, ValueError) as e:
         raise DataFileError(f"{path}: non-numeric accuracy or class index ({e})") from e
+    bad = [i for i, a in enumerate(split.acc) if not math.isfinite(a)]
+    if bad:
+        raise DataFileError(f"{path}: entry {bad[0]} has accuracy {split.acc[bad[0]]}; every accuracy must be a "
+                            "finite number (percent)")
+    return split
 
 
 def load_or_make_splits(data_path: str | Path, model: str, hint: str = "",
@@ -155,6 +166,10 @@ def load_or_make_splits(data_path: str | Path, model: str, hint: str = "",
         log.info(f"==> split {src} into collected_database_{{train,valid,test}}.pt")
     out = {name: read_split(paths.require(collected_split(data_path, model, name), hint), hint)
            for name in ("train", "valid")}
+    empty = [name for name, split in out.items() if not len(split)]
+    if empty:
+        raise DataFileError(f"{collected_split(data_path, model, empty[0])}: the {empty[0]} split holds no entries; "
+                            "delete the collected_database_*.pt split files to split the database again")
     if not math.isfinite(out["train"].mean):
         raise DataFileError(f"{train_file}: the training split has no usable accuracies (mean {out['train'].mean})")
     return out

@@ -52,10 +52,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from metad2a import paths
 from metad2a.config import require_positive
-from metad2a.data.imaging import IMAGENET_NORM, to_rgb
+from metad2a.data.imaging import IMAGENET_NORM, image_error, image_read_errors, item_location, to_rgb
 from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.evaluation.metrics import topk_correct
-from metad2a.files import atomic_write
+from metad2a.files import append_text, atomic_write, to_json, write_json
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 
@@ -238,8 +238,11 @@ class _Images(Dataset):
         return len(self.source.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img, _ = self.source.dataset[i]
-        return self.transform(to_rgb(img)), self.source.targets[i]
+        try:
+            img, _ = self.source.dataset[i]
+            return self.transform(to_rgb(img)), self.source.targets[i]
+        except image_read_errors() as e:
+            raise image_error(e, item_location(self.source.dataset, i, f"item {i}")) from e
 
 
 def dataset_root(data_name: str, data_path: str | Path) -> Path:
@@ -389,12 +392,12 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
     params, mflops = net_size(net, cfg.img_size)
     logger.info(f"#params {params:.2f}M, #flops {mflops:.0f}M")
     tag = f"net_flops@{round(mflops)}"
-    (out / f"{tag}.config").write_text(json.dumps(net.config, indent=4) + "\n")
+    write_json(out / f"{tag}.config", net.config, indent=4)
     info = {**ofa.canonical_arch_dict(arch), "mflops_1000_classes_224": mflops_1000,
             "params_m_1000_classes": params_1000, "num_classes": num_classes, "img_size": cfg.img_size,
             "mflops": mflops, "params_m": params, "source": src, "flops_rule": "multiply-accumulates of "
             "conv and linear layers without biases (once-for-all's count)"}
-    (out / "subnet.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_json(out / "subnet.json", info)
 
     g = torch.Generator().manual_seed(seed)
     train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
@@ -416,8 +419,7 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
         sched.step()
         last = {"epoch": epoch, "test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
                 "train_loss": train_loss, "lr": lr, "seconds": round(time.time() - t0, 1)}
-        with open(out / "results.jsonl", "a") as f:
-            f.write(json.dumps(last) + "\n")
+        append_text(out / "results.jsonl", to_json(last) + "\n")
         if test_acc > best["test_acc"]:
             best = {"epoch": epoch, "test_acc": test_acc}
             _save_state(net, out / f"{tag}.best", epoch=epoch, test_acc=test_acc)
@@ -427,7 +429,7 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
                "best": best, "last": {"epoch": last["epoch"], "test_acc": last["test_acc"]},
                "argv": list(argv), "note": "best is selected on the test set, as the original does "
                "(optimistic); last is the accuracy after the final epoch"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     logger.info(f"best test acc {best['test_acc']:.2f} (epoch {best['epoch']}, selected on the test set as the "
                 f"original); last epoch test acc {last['test_acc']:.2f}; outputs in {out}")
     return summary
