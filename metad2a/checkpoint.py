@@ -15,10 +15,13 @@ and the class. There is no switch that turns the check off.
 
 from __future__ import annotations
 
+import _compat_pickle
+import functools
 import io
 import json
 import pickle
 import re
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,13 +94,15 @@ DATA_GLOBALS = frozenset({
 })
 # OFA ``collected_database.pt`` and its shards pickle the builder's validation transform in every entry.
 TRANSFORM_GLOBALS = frozenset({
-    *(f"torchvision.transforms.transforms.{n}" for n in ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize")),
+    *(f"torchvision.transforms.transforms.{n}"
+      for n in ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize")),
     "torchvision.transforms.functional.InterpolationMode",
 })
 # The original's pets splits (train85.pth / test15.pth) are lists of (PIL image, label).
 PIL_IMAGE_GLOBALS = frozenset({"PIL.Image.Image"})
 
 
+@functools.lru_cache(maxsize=1)
 def _torch_globals() -> frozenset[str]:
     """The classes and functions torch's own ``weights_only`` loader admits (tensors, storages,
     dtypes, their rebuild functions)."""
@@ -121,8 +126,6 @@ class RefusedGlobal(pickle.UnpicklingError):
 
 def _restricted_pickle(allowed: frozenset[str]) -> Any:
     """A ``pickle_module`` for ``torch.load`` whose unpickler resolves only ``allowed`` names."""
-    import _compat_pickle
-    import types
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
@@ -157,7 +160,7 @@ def _torch_load(path: Path, weights_only: bool, error: type[Exception], hint: st
     except RefusedGlobal as e:
         raise _refused(path, f"a Python object of class {e.name}", error) from None
     except Exception as e:  # truncated zip, bad pickle, foreign format: one clear line
-        if "Weights only load failed" in str(e):  # torch's refusal; its advice to disable the check is not ours
+        if "Weights only load failed" in str(e):  # torch's refusal; its advice to turn the check off is not ours
             m = re.search(r"GLOBAL ([\w.]+)", str(e))
             what = f"a Python object of class {m.group(1)}" if m else "Python objects other than tensors"
             raise _refused(path, what, error) from None
@@ -238,8 +241,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True, hin
     bad = sum(int((~torch.isfinite(v)).sum()) for v in state.values() if v.is_floating_point())
     if bad:
         total = sum(v.numel() for v in state.values() if v.is_floating_point())
-        raise CheckpointError(f"{path}: {bad} of {total} weights are NaN or infinite (the training diverged); "
-                              "use an earlier checkpoint or train again")
+        raise CheckpointError(f"{path}: {bad} of {total} weights are NaN or infinite (the training "
+                              "diverged); use an earlier checkpoint or train again")
     model.load_state_dict(state, strict=strict)
     return meta
 

@@ -67,13 +67,14 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
 
 def check_data_name(name: str | None) -> None:
     """``--data-name`` is a name, not a path (docs/fidelity.md#data-name): it picks
-    ``<data-path>/<name>bylabel.pt`` and ``<save-path>/meta_test/<name>/``, and must not reach outside them."""
+    ``<data-path>/<name>bylabel.pt`` and ``<save-path>/meta_test/<name>/`` and must not reach outside."""
     if name is None:
         return
     bad = not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name or "\0" in name
     if bad or (os.altsep and os.altsep in name):
-        raise MetaD2AError(f"--data-name {name!r} is not a dataset name (no folders, no '..'); put the features "
-                           "in <data-path>/NAMEbylabel.pt and pass --data-name NAME (or --data-path for another folder)")
+        raise MetaD2AError(f"--data-name {name!r} is not a dataset name (no folders, no '..'); put the "
+                           "features in <data-path>/NAMEbylabel.pt and pass --data-name NAME (or --data-path "
+                           "for another folder)")
 
 
 def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:

@@ -58,3 +58,62 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- tiny NB201 runs and image folders
+# main.py flags that make meta-training and search run in a second on the tiny data folder below
+TINY_MAIN = ["--gpu", "cpu", "--hs", "8", "--nz", "8", "--num-sample", "5", "--batch_size", "8", "--save-epoch", "1"]
+
+
+def write_tiny_nb201(root: Path) -> Path:
+    """An NB201 data folder in the original formats: 8 source classes of 8-d features, 10 tasks of 3
+    classes, 24 predictor entries, targets cifar10 (10 classes) and mine (3); no nasbench201.pt."""
+    from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
+
+    return write_synthetic_nb201(root, num_source_classes=8, classes_per_task=3, rows_per_class=6, feature_dim=8,
+                                 num_tasks=10, num_predictor_entries=24, targets={"cifar10": 10, "mine": 3},
+                                 with_nasbench201=False)
+
+
+@pytest.fixture
+def tiny_nb201(tmp_path, monkeypatch) -> Path:
+    """A working folder (the current one for the test) with the tiny NB201 data in ``data/``."""
+    monkeypatch.chdir(tmp_path)
+    write_tiny_nb201(tmp_path / "data")
+    return tmp_path
+
+
+@pytest.fixture
+def nb201_main(capsys):
+    """NB201's main.py in this process with :data:`TINY_MAIN` first: ``run(*argv) -> (status, stdout, stderr)``."""
+    from metad2a.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        rc = main([*TINY_MAIN, *argv], space="nasbench201")
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    return run
+
+
+def one_line_error(result: tuple[int, str, str]) -> str:
+    """The error line of a ``nb201_main`` result that must have failed with one line and status 2."""
+    rc, _, err = result
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """4 classes x 25 small PNGs of different colours (a flat folder: 20% per class held out for test)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgs") / "colours"
+    rng = np.random.default_rng(0)
+    for k, colour in enumerate([(220, 30, 30), (30, 200, 40), (40, 40, 230), (200, 200, 30)]):
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(25):
+            img = np.array(colour)[None, None] * rng.uniform(0.5, 1.0, (12, 12, 1))
+            Image.fromarray(img.astype(np.uint8)).save(root / f"c{k}" / f"{i}.png")
+    return root

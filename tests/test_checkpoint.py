@@ -98,7 +98,7 @@ def test_missing_and_truncated_files_are_one_line_errors(tmp_path):
         load_data(tmp_path / "cut.pt")
 
 
-def test_trusted_loader_reads_pickled_python_objects(tmp_path):
+def test_data_loader_reads_pickled_graphs(tmp_path):
     import igraph
 
     g = igraph.Graph(directed=True)
@@ -106,4 +106,4 @@ def test_trusted_loader_reads_pickled_python_objects(tmp_path):
     torch.save({"graph": [g], "acc": [1.0]}, tmp_path / "d.pt")
     with pytest.raises(CheckpointError):  # the safe loader refuses it ...
         read_state_dict(tmp_path / "d.pt")
-    assert load_data(tmp_path / "d.pt")["graph"][0].vcount() == 2  # ... the trusted one reads it
+    assert load_data(tmp_path / "d.pt")["graph"][0].vcount() == 2  # ... the restricted data loader reads it

@@ -13,9 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from metad2a.build import nb201_database as B
 from metad2a.build.ray_pool import RayPoolConfig
@@ -49,19 +47,6 @@ def _needs_features() -> None:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    """4 classes x 25 small PNGs of different colours (a flat folder: 20% per class held out for test)."""
-    root = tmp_path_factory.mktemp("imgs") / "colours"
-    rng = np.random.default_rng(0)
-    for k, colour in enumerate([(220, 30, 30), (30, 200, 40), (40, 40, 230), (200, 200, 30)]):
-        (root / f"c{k}").mkdir(parents=True)
-        for i in range(25):
-            img = np.array(colour)[None, None] * rng.uniform(0.5, 1.0, (12, 12, 1))
-            Image.fromarray(img.astype(np.uint8)).save(root / f"c{k}" / f"{i}.png")
-    return root
 
 
 def test_killed_build_resumes_then_main_meta_trains(images, ray_session, tmp_path, capsys):

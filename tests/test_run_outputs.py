@@ -29,45 +29,22 @@ import torch
 
 from metad2a import files, paths
 from metad2a.checkpoint import load_checkpoint, read_training_state
-from metad2a.cli import main
 from metad2a.models.factory import build_model
-from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
+from tests.conftest import TINY_MAIN, one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "MetaD2A_nas_bench_201" / "main.py"
-SMALL = ["--gpu", "cpu", "--hs", "8", "--nz", "8", "--num-sample", "5", "--batch_size", "8", "--save-epoch", "1"]
-
-
-def _data(root: Path) -> Path:
-    return write_synthetic_nb201(root, num_source_classes=8, classes_per_task=3, rows_per_class=6, feature_dim=8,
-                                 num_tasks=10, num_predictor_entries=24, targets={"cifar10": 10, "mine": 3},
-                                 with_nasbench201=False)
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    _data(tmp_path / "data")
-    return tmp_path
+def work(tiny_nb201) -> Path:
+    return tiny_nb201
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main([*SMALL, *argv], space="nasbench201")
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def ok(capsys, *argv: str) -> str:
-    rc, out, err = run(capsys, *argv)
+def ok(result: tuple[int, str, str]) -> str:
+    rc, out, err = result
     assert rc == 0, err
     return out
-
-
-def fails(capsys, *argv: str) -> str:
-    rc, _, err = run(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -130,65 +107,65 @@ class FailingDisk:
 
 
 # --------------------------------------------------------------------------- 5. a finished run
-def test_training_into_a_used_run_dir_needs_resume_or_overwrite(work, capsys):
-    ok(capsys, "--model", "predictor", "--max-epoch", "3")
+def test_training_into_a_used_run_dir_needs_resume_or_overwrite(work, nb201_main):
+    ok(nb201_main("--model", "predictor", "--max-epoch", "3"))
     before = snapshot(work / "results")
-    err = fails(capsys, "--model", "predictor", "--max-epoch", "2")
+    err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "2"))
     assert "results/predictor already holds a meta-training run (epochs 1-3 in results.jsonl" in err
     assert "--resume" in err and "--overwrite" in err
     assert snapshot(work / "results") == before  # ckpt_max_corr.pt and results.jsonl untouched
 
-    out = ok(capsys, "--model", "predictor", "--max-epoch", "1", "--overwrite")
+    out = ok(nb201_main("--model", "predictor", "--max-epoch", "1", "--overwrite"))
     assert "--overwrite: deleted" in out and epochs(work) == [1]
     model_files = sorted(p.name for p in paths.model_dir(work / "results", "predictor").iterdir())
     assert model_files == ["ckpt_1.json", "ckpt_1.pt", "ckpt_max_corr.json", "ckpt_max_corr.pt", "resume_state.pt"]
     log = (work / "results/predictor/meta_train_predictor.log").read_text()
     assert "epoch   3" not in log and log.count("max_epoch: ") == 1
 
-    assert "give one of them" in fails(capsys, "--model", "predictor", "--resume", "--overwrite")
+    assert "give one of them" in one_line_error(nb201_main("--model", "predictor", "--resume", "--overwrite"))
     (paths.model_dir(work / "results", "predictor") / "resume_state.pt").unlink()
-    assert "no resume_state.pt to continue it from" in fails(capsys, "--model", "predictor", "--resume")
+    assert "no resume_state.pt to continue it from" in one_line_error(nb201_main("--model", "predictor", "--resume"))
 
 
-def test_one_training_per_run_dir(work, capsys):
-    ok(capsys, "--model", "generator", "--max-epoch", "1")
+def test_one_training_per_run_dir(work, nb201_main):
+    ok(nb201_main("--model", "generator", "--max-epoch", "1"))
     with open(work / "results/generator/.lock", "a") as f:  # another training holds the lock
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        err = fails(capsys, "--model", "generator", "--max-epoch", "2", "--resume")
+        err = one_line_error(nb201_main("--model", "generator", "--max-epoch", "2", "--resume"))
         assert "results/generator is in use by another meta-training" in err
     assert epochs(work, "generator") == [1]
-    ok(capsys, "--model", "generator", "--max-epoch", "2", "--resume")  # released: it runs
+    ok(nb201_main("--model", "generator", "--max-epoch", "2", "--resume"))  # released: it runs
     assert epochs(work, "generator") == [1, 2]
 
 
 # --------------------------------------------------------------------------- 6. resume
-def test_resume_restores_the_running_best_and_trims_the_results(work, capsys):
-    full = ok(capsys, "--model", "predictor", "--max-epoch", "4", "--save-path", "a")
-    ok(capsys, "--model", "predictor", "--max-epoch", "2", "--save-path", "b")
+def test_resume_restores_the_running_best_and_trims_the_results(work, nb201_main):
+    full = ok(nb201_main("--model", "predictor", "--max-epoch", "4", "--save-path", "a"))
+    ok(nb201_main("--model", "predictor", "--max-epoch", "2", "--save-path", "b"))
     jsonl = work / "b/predictor/results.jsonl"
     with open(jsonl, "a") as f:  # what a kill between the append and the state save leaves
         f.write(jsonl.read_text().splitlines()[-1].replace('"epoch": 2', '"epoch": 3') + "\n")
     stale = work / "b/predictor/model/.resume_state.pt.x1y2z3.tmp"
     stale.write_bytes(b"half a state")
-    resumed = ok(capsys, "--model", "predictor", "--max-epoch", "4", "--save-path", "b", "--resume")
+    resumed = ok(nb201_main("--model", "predictor", "--max-epoch", "4", "--save-path", "b", "--resume"))
     assert epochs(work, save="b") == [1, 2, 3, 4] and not stale.exists()
     assert valid_lines(resumed) == valid_lines(full)[2:]  # the running best (in brackets) too
     a, b = (torch.load(work / s / "predictor/model/ckpt_4.pt", weights_only=True) for s in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_with_a_lower_max_epoch_says_it_is_done(work, capsys):
-    ok(capsys, "--model", "predictor", "--max-epoch", "2")
+def test_resume_with_a_lower_max_epoch_says_it_is_done(work, nb201_main):
+    ok(nb201_main("--model", "predictor", "--max-epoch", "2"))
     before = snapshot(work / "results/predictor/model")
-    out = ok(capsys, "--model", "predictor", "--max-epoch", "1", "--resume")
+    out = ok(nb201_main("--model", "predictor", "--max-epoch", "1", "--resume"))
     assert "nothing to train: resume_state.pt is at epoch 2 and --max-epoch is 1" in out
     assert "nan" not in out.splitlines()[-1] and "max correlation" in out.splitlines()[-1]
     assert snapshot(work / "results/predictor/model") == before and epochs(work) == [1, 2]
 
 
-def test_resume_with_another_hs_names_the_flag(work, capsys):
-    ok(capsys, "--model", "generator", "--max-epoch", "1")
-    err = fails(capsys, "--model", "generator", "--max-epoch", "2", "--resume", "--hs", "16", "--nz", "16")
+def test_resume_with_another_hs_names_the_flag(work, nb201_main):
+    ok(nb201_main("--model", "generator", "--max-epoch", "1"))
+    err = one_line_error(nb201_main("--model", "generator", "--max-epoch", "2", "--resume", "--hs", "16", "--nz", "16"))
     assert "resume_state.pt was saved with --hs 8, this run has 16" in err
 
 
@@ -197,7 +174,7 @@ def test_sigkill_while_saving_then_resume_matches_an_uninterrupted_run(work):
     """A real SIGKILL in the middle of writing epoch 3's resume_state.pt (the temporary file is half
     written, results.jsonl already has epoch 3), then --resume."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = [*SMALL, "--model", "predictor", "--max-epoch", "4"]
+    args = [*TINY_MAIN, "--model", "predictor", "--max-epoch", "4"]
     killer = (
         "import os, signal, sys, tempfile\n"
         "import metad2a.engine.trainer as T\n"
@@ -232,7 +209,7 @@ def test_sigkill_while_saving_then_resume_matches_an_uninterrupted_run(work):
 
 
 # --------------------------------------------------------------------------- 4. divergence
-def test_training_stops_when_the_loss_turns_nan_and_keeps_the_last_good_epoch(work, capsys, monkeypatch):
+def test_training_stops_when_the_loss_turns_nan_and_keeps_the_last_good_epoch(work, nb201_main, monkeypatch):
     from metad2a.models.predictor import PredictorModel
 
     predict, calls = PredictorModel.predict, []
@@ -243,7 +220,7 @@ def test_training_stops_when_the_loss_turns_nan_and_keeps_the_last_good_epoch(wo
         return y * float("nan") if sum(calls) > 3 else y
 
     monkeypatch.setattr(PredictorModel, "predict", poisoned)
-    err = fails(capsys, "--model", "predictor", "--max-epoch", "3")
+    err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "3"))
     assert "epoch 2: the training loss is nan" in err and "the files of epoch 1 are kept" in err
     mdir = paths.model_dir(work / "results", "predictor")
     assert not (mdir / "ckpt_2.pt").exists() and epochs(work) == [1]
@@ -253,8 +230,8 @@ def test_training_stops_when_the_loss_turns_nan_and_keeps_the_last_good_epoch(wo
 
 
 # --------------------------------------------------------------------------- 12. save paths
-def test_full_disk_during_training_keeps_the_earlier_epochs(work, capsys, monkeypatch):
-    ok(capsys, "--model", "predictor", "--max-epoch", "2")
+def test_full_disk_during_training_keeps_the_earlier_epochs(work, nb201_main, monkeypatch):
+    ok(nb201_main("--model", "predictor", "--max-epoch", "2"))
     def done(model_dir: Path) -> dict[str, bytes]:  # epoch 3's checkpoint may be new: the state says epoch 2
         return {k: v for k, v in snapshot(model_dir).items() if not k.startswith("ckpt_3")}
 
@@ -262,12 +239,12 @@ def test_full_disk_during_training_keeps_the_earlier_epochs(work, capsys, monkey
         before = done(work / "results/predictor/model")
         with monkeypatch.context() as m:
             FailingDisk(m, pattern)
-            err = fails(capsys, "--model", "predictor", "--max-epoch", "4", "--resume")
+            err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "4", "--resume"))
         assert "no space left on device" in err and "results/predictor" in err and pattern in err
         assert "unexpected pos" not in err and "Traceback" not in err
         assert done(work / "results/predictor/model") == before, pattern
         assert epochs(work) == [1, 2] and not list((work / "results").rglob("*.tmp"))
-    ok(capsys, "--model", "predictor", "--max-epoch", "3", "--resume")  # and it resumes
+    ok(nb201_main("--model", "predictor", "--max-epoch", "3", "--resume"))  # and it resumes
     assert epochs(work) == [1, 2, 3]
 
 
@@ -275,39 +252,39 @@ def _search_files(work: Path) -> dict[str, bytes]:
     return snapshot(work / "results/meta_test")
 
 
-def test_full_disk_during_search_leaves_the_earlier_results_consistent(work, capsys, monkeypatch):
-    ok(capsys, "--model", "generator", "--max-epoch", "1")
-    ok(capsys, "--model", "predictor", "--max-epoch", "1", "--hs", "8")
+def test_full_disk_during_search_leaves_the_earlier_results_consistent(work, nb201_main, monkeypatch):
+    ok(nb201_main("--model", "generator", "--max-epoch", "1"))
+    ok(nb201_main("--model", "predictor", "--max-epoch", "1", "--hs", "8"))
     gen = ["--model", "generator", "--test", "--load-epoch", "1", "--data-name", "mine", "--num-gen-arch", "3"]
     pred = ["--model", "predictor", "--test", "--data-name", "mine", "--num-gen-arch", "3", "--train-arch", "false"]
-    ok(capsys, *gen)
-    ok(capsys, *pred)
+    ok(nb201_main(*gen))
+    ok(nb201_main(*pred))
     before = _search_files(work)
     for argv, pattern in ((gen, "time.txt"), (gen, "run_1"), (pred, "result.json"), (pred, "accuracy.txt")):
         with monkeypatch.context() as m:
             FailingDisk(m, pattern)
-            err = fails(capsys, "--seed", "7", *argv)
+            err = one_line_error(nb201_main("--seed", "7", *argv))
         assert "no space left on device" in err and pattern in err
         assert _search_files(work) == before, (argv[1], pattern)  # all or nothing: nothing changed
-    ok(capsys, "--seed", "7", *pred)
+    ok(nb201_main("--seed", "7", *pred))
     result = json.loads((work / "results/meta_test/mine/best_arch/result.json").read_text())
     arch = (work / "results/meta_test/mine/best_arch/architecture.txt").read_text().split()
     assert [r["top1_arch"] for r in result["runs"]] == arch
 
 
-def test_save_path_that_is_a_file(work, capsys):
+def test_save_path_that_is_a_file(work, nb201_main):
     (work / "taken").write_text("a file")
-    err = fails(capsys, "--model", "generator", "--max-epoch", "1", "--save-path", "taken")
+    err = one_line_error(nb201_main("--model", "generator", "--max-epoch", "1", "--save-path", "taken"))
     assert "cannot write taken/generator" in err and "a file is in the way of a folder" in err
 
 
 @pytest.mark.parametrize("code,words", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only file system")])
-def test_unwritable_outputs_in_process(work, capsys, monkeypatch, code, words):
-    ok(capsys, "--model", "generator", "--max-epoch", "1")
+def test_unwritable_outputs_in_process(work, nb201_main, monkeypatch, code, words):
+    ok(nb201_main("--model", "generator", "--max-epoch", "1"))
     before = snapshot(work / "results")
     with monkeypatch.context() as m:
         FailingDisk(m, "ckpt_", code)
-        err = fails(capsys, "--model", "generator", "--max-epoch", "2", "--resume")
+        err = one_line_error(nb201_main("--model", "generator", "--max-epoch", "2", "--resume"))
     assert words in err and "ckpt_" in err
     assert {k: v for k, v in snapshot(work / "results").items() if k in before and not k.endswith(".log")
             and "config_train" not in k} == {k: v for k, v in before.items() if not k.endswith(".log")
@@ -334,21 +311,21 @@ def read_only(folder: Path):
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_read_only_save_path(work, capsys):
+def test_read_only_save_path(work, nb201_main):
     with read_only(work / "ro"):
-        err = fails(capsys, "--model", "generator", "--max-epoch", "1", "--save-path", "ro/results")
+        err = one_line_error(nb201_main("--model", "generator", "--max-epoch", "1", "--save-path", "ro/results"))
         assert "cannot write ro/results" in err and ("permission denied" in err or "read-only" in err)
         assert not list((work / "ro").iterdir())
     with read_only(work / "ro2"):  # a search too
-        err = fails(capsys, "--model", "generator", "--test", "--load-epoch", "1", "--data-name", "mine",
-                    "--save-path", "ro2")
+        err = one_line_error(nb201_main("--model", "generator", "--test", "--load-epoch", "1", "--data-name",
+                                        "mine", "--save-path", "ro2"))
         assert "cannot write ro2/generator" in err
 
 
 @pytest.mark.slow
-def test_file_size_limit_is_reported_as_a_full_disk(work, capsys):
+def test_file_size_limit_is_reported_as_a_full_disk(work, nb201_main):
     """RLIMIT_FSIZE: the kernel refuses every write past the limit (EFBIG, SIGXFSZ ignored)."""
-    ok(capsys, "--model", "predictor", "--max-epoch", "2")
+    ok(nb201_main("--model", "predictor", "--max-epoch", "2"))
     before = snapshot(work / "results/predictor/model")
     limit = min(len(v) for k, v in before.items() if k.endswith(".pt")) // 2
 
@@ -357,7 +334,7 @@ def test_file_size_limit_is_reported_as_a_full_disk(work, capsys):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, str(MAIN), *SMALL, "--model", "predictor", "--max-epoch", "4", "--resume"],
+    p = subprocess.run([sys.executable, str(MAIN), *TINY_MAIN, "--model", "predictor", "--max-epoch", "4", "--resume"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=300, preexec_fn=limited)
     err = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(err) == 1, p.stderr[-3000:]
@@ -369,7 +346,7 @@ def test_file_size_limit_is_reported_as_a_full_disk(work, capsys):
 
 
 # --------------------------------------------------------------------------- 14. SIGINT during a search
-def test_interrupted_search_does_not_suggest_resume(work, capsys, monkeypatch):
+def test_interrupted_search_does_not_suggest_resume(work, nb201_main, monkeypatch):
     from metad2a.engine.generator_runner import GeneratorRunner
 
     save = build_model("generator", nvt=7, max_n=8, hs=8, nz=8, feature_dim=8, num_sample=5)
@@ -381,5 +358,5 @@ def test_interrupted_search_does_not_suggest_resume(work, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(GeneratorRunner, "meta_test", interrupted)
-    rc, _, err = run(capsys, "--model", "generator", "--test", "--load-epoch", "1", "--data-name", "mine")
+    rc, _, err = nb201_main("--model", "generator", "--test", "--load-epoch", "1", "--data-name", "mine")
     assert rc == 130 and "interrupted; the search stopped" in err and "--resume" not in err

@@ -24,15 +24,12 @@ from metad2a.checkpoint import (
     save_data,
     sidecar_path,
 )
-from metad2a.cli import main
 from metad2a.data.archive import write_archive
 from metad2a.data.formats import read_bylabel, read_task_list, write_bylabel
 from metad2a.errors import CheckpointError, DataFileError
 from metad2a.models.factory import build_model
 from metad2a.search_spaces.nasbench201 import cell as nb
-from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
-
-SMALL = ["--gpu", "cpu", "--hs", "8", "--nz", "8", "--num-sample", "5", "--batch_size", "8"]
+from tests.conftest import one_line_error
 
 
 class Payload:
@@ -45,31 +42,9 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _data(root: Path) -> Path:
-    return write_synthetic_nb201(root, num_source_classes=8, classes_per_task=3, rows_per_class=6, feature_dim=8,
-                                 num_tasks=10, num_predictor_entries=24, targets={"cifar10": 10, "mine": 3},
-                                 with_nasbench201=False)
-
-
 @pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    _data(tmp_path / "data")
-    return tmp_path
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main([*SMALL, *argv], space="nasbench201")
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def one_line_error(capsys, *argv: str) -> str:
-    rc, _, err = run(capsys, *argv)
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+def work(tiny_nb201) -> Path:
+    return tiny_nb201
 
 
 def _payload_works(path: Path, marker: Path) -> None:
@@ -101,11 +76,11 @@ def _poison(data: Path, name: str, marker: Path) -> None:
     ("meta_train_tasks_predictor_idx.pt", "predictor"),
     ("meta_train_tasks_generator_idx.pt", "generator"),
 ])
-def test_pickled_code_in_meta_train_files_never_runs(work, capsys, name, model):
+def test_pickled_code_in_meta_train_files_never_runs(work, nb201_main, name, model):
     marker = work / "pwned"
     _poison(work / "data", name, marker)
     _payload_works(work / "data" / name, marker)
-    err = one_line_error(capsys, "--model", model, "--max-epoch", "1")
+    err = one_line_error(nb201_main("--model", model, "--max-epoch", "1"))
     assert not marker.exists()
     assert name in err and "posix.system" in err and "not loaded" in err
     assert "weights_only" not in err
@@ -120,7 +95,7 @@ def _predictor_search_inputs(work: Path, archs: list[str]) -> None:
         write_archive(paths.generated_arch_file(test_dir, k), 1.0, archs)
 
 
-def test_pickled_code_in_the_nb201_table_never_runs(work, capsys):
+def test_pickled_code_in_the_nb201_table_never_runs(work, nb201_main):
     archs = list(nb.all_arch_strs())[:5]
     _predictor_search_inputs(work, archs)
     marker = work / "pwned"
@@ -128,13 +103,13 @@ def test_pickled_code_in_the_nb201_table_never_runs(work, capsys):
     torch.save({"arch": {"str": archs, "igraph": [nb.arch_str_to_igraph(a) for a in archs]},
                 "test-acc": {"cifar10": [Payload(marker)] * 5}}, table)
     _payload_works(table, marker)
-    err = one_line_error(capsys, "--model", "predictor", "--test", "--data-name", "cifar10")
+    err = one_line_error(nb201_main("--model", "predictor", "--test", "--data-name", "cifar10"))
     assert not marker.exists() and "nasbench201.pt" in err and "posix.system" in err
     assert not (work / "results/meta_test/cifar10/best_arch/result.json").exists()
 
 
 @pytest.mark.parametrize("what", ["features", "checkpoint", "resume_state"])
-def test_pickled_code_in_tensor_files_never_runs_and_torch_advice_is_not_repeated(work, capsys, what):
+def test_pickled_code_in_tensor_files_never_runs_and_torch_advice_is_not_repeated(work, nb201_main, what):
     marker = work / "pwned"
     if what == "features":
         path = work / "data" / "minebylabel.pt"
@@ -148,12 +123,12 @@ def test_pickled_code_in_tensor_files_never_runs_and_torch_advice_is_not_repeate
         torch.save({"fc1.weight": torch.zeros(2), "x": Payload(marker)}, path)
         argv = ("--model", "generator", "--test", "--data-name", "mine", "--load-epoch", "1")
     else:
-        assert run(capsys, "--model", "generator", "--max-epoch", "1")[0] == 0
+        assert nb201_main("--model", "generator", "--max-epoch", "1")[0] == 0
         path = paths.model_dir(work / "results", "generator") / "resume_state.pt"
         torch.save({**read_training_state(path), "rng": Payload(marker)}, path)
         argv = ("--model", "generator", "--max-epoch", "2", "--resume")
     _payload_works(path, marker)
-    err = one_line_error(capsys, *argv)
+    err = one_line_error(nb201_main(*argv))
     assert not marker.exists() and path.name in err and "posix.system" in err
     # case 14: the refusal says what happened and never repeats torch's advice to disable the check
     assert "not loaded" in err and "weights_only" not in err and "truncated" not in err
@@ -196,27 +171,27 @@ def test_restricted_loader_admits_exactly_the_formats_classes(tmp_path):
 
 # --------------------------------------------------------------------------- 2. --data-name is a name
 @pytest.mark.parametrize("name", ["../../x", "/abs/y", "a/b", "..", "x..y"])
-def test_data_name_must_not_be_a_path(work, capsys, name):
+def test_data_name_must_not_be_a_path(work, nb201_main, name):
     before = sorted(p for p in work.rglob("*"))
-    err = one_line_error(capsys, "--model", "generator", "--test", "--data-name", name)
+    err = one_line_error(nb201_main("--model", "generator", "--test", "--data-name", name))
     assert "is not a dataset name" in err and "--data-name NAME" in err
     assert sorted(p for p in work.rglob("*")) == before  # nothing read from or written outside (or inside)
 
 
 # --------------------------------------------------------------------------- 3. NaN / Inf features
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_features_are_refused_when_loaded(work, capsys, bad):
+def test_non_finite_features_are_refused_when_loaded(work, nb201_main, bad):
     feats = read_bylabel(work / "data" / "minebylabel.pt")
     feats[1][4, 2] = bad
     write_bylabel(feats, work / "data" / "minebylabel.pt")
     save_checkpoint(build_model("generator", nvt=7, max_n=8, hs=8, nz=8, feature_dim=8, num_sample=5),
                     paths.ckpt(work / "results", "generator", 1))
-    err = one_line_error(capsys, "--model", "generator", "--test", "--data-name", "mine", "--load-epoch", "1")
+    err = one_line_error(nb201_main("--model", "generator", "--test", "--data-name", "mine", "--load-epoch", "1"))
     assert "minebylabel.pt: class 1 holds 1 NaN or infinite value(s) (first in row 4)" in err
     feats = read_bylabel(work / "data" / "imgnet32bylabel.pt")  # meta-training features: the same check
     feats[0][0, 0] = bad
     write_bylabel(feats, work / "data" / "imgnet32bylabel.pt")
-    assert "imgnet32bylabel.pt: class 0 holds" in one_line_error(capsys, "--model", "generator", "--save-path", "r2")
+    assert "imgnet32bylabel.pt: class 0 holds" in one_line_error(nb201_main("--model", "generator", "--save-path", "r2"))
 
 
 def test_json_is_strict_everywhere(tmp_path):
@@ -243,19 +218,19 @@ def test_json_is_written_only_through_files_py():
 
 # --------------------------------------------------------------------------- 4. NaN targets
 @pytest.mark.parametrize("acc", [float("nan"), float("inf"), "74.5", None])
-def test_non_finite_or_non_numeric_accuracy_is_refused_when_loaded(work, capsys, acc):
+def test_non_finite_or_non_numeric_accuracy_is_refused_when_loaded(work, nb201_main, acc):
     path = work / "data" / "meta_train_tasks_predictor.pt"
     obj = load_data(path)
     obj["acc"][3] = acc
     save_data(obj, path)
-    err = one_line_error(capsys, "--model", "predictor", "--max-epoch", "1")
+    err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "1"))
     assert "meta_train_tasks_predictor.pt: entry 3 has accuracy" in err and "finite number" in err
     assert not (work / "results/predictor/model").exists() or not list((work / "results/predictor/model").iterdir())
 
 
 # --------------------------------------------------------------------------- 8. --num-gen-arch
-def test_num_gen_arch_above_the_spaces_architectures_is_refused(work, capsys):
-    err = one_line_error(capsys, "--model", "generator", "--test", "--data-name", "mine", "--num-gen-arch", "15626")
+def test_num_gen_arch_above_the_spaces_architectures_is_refused(work, nb201_main):
+    err = one_line_error(nb201_main("--model", "generator", "--test", "--data-name", "mine", "--num-gen-arch", "15626"))
     assert "--num-gen-arch 15626 exceeds the 15,625 distinct architectures of nasbench201" in err
     assert "--num-gen-arch 15625 or fewer" in err
 
@@ -271,9 +246,9 @@ def _edit_bylabel(path: Path, change) -> None:
     (lambda o: o.__setitem__(1, []), "class 1 holds an empty list"),
     (lambda o: o.clear(), "holds no classes (an empty dict)"),
 ])
-def test_malformed_feature_files(work, capsys, change, expected):
+def test_malformed_feature_files(work, nb201_main, change, expected):
     _edit_bylabel(work / "data" / "imgnet32bylabel.pt", change)
-    err = one_line_error(capsys, "--model", "predictor", "--max-epoch", "1")
+    err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "1"))
     assert "imgnet32bylabel.pt" in err and expected in err and "got dict" not in err
 
 
@@ -313,59 +288,59 @@ MALFORMED_META_TRAIN = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED_META_TRAIN))
-def test_malformed_meta_train_files(work, capsys, case):
+def test_malformed_meta_train_files(work, nb201_main, case):
     change, expected = MALFORMED_META_TRAIN[case]
     change(work / "data")
-    err = one_line_error(capsys, "--model", "predictor", "--max-epoch", "1")
+    err = one_line_error(nb201_main("--model", "predictor", "--max-epoch", "1"))
     assert expected in err, err
     assert "reach" not in err  # case 14: no "ids reach 10, but the file has 10 classes"
 
 
 # --------------------------------------------------------------------------- 11. sidecars and archives
-def test_binary_sidecar_is_a_one_line_error(work, capsys):
+def test_binary_sidecar_is_a_one_line_error(work, nb201_main):
     ckpt = paths.ckpt(work / "results", "generator", 1)
     save_checkpoint(build_model("generator", nvt=7, max_n=8, hs=8, nz=8, feature_dim=8, num_sample=5), ckpt)
     sidecar_path(ckpt).write_bytes(bytes(range(256)))
-    err = one_line_error(capsys, "--model", "generator", "--test", "--data-name", "mine", "--load-epoch", "1")
+    err = one_line_error(nb201_main("--model", "generator", "--test", "--data-name", "mine", "--load-epoch", "1"))
     assert "ckpt_1.json: unreadable sidecar JSON" in err and "delete it" in err
 
 
 @pytest.mark.parametrize("sidecar", [{"acc_mean": 70.0, "acc_std": None}, {"acc_mean": "x", "acc_std": 2.0}])
-def test_predictor_sidecar_without_usable_statistics(work, capsys, sidecar):
+def test_predictor_sidecar_without_usable_statistics(work, nb201_main, sidecar):
     archs = list(nb.all_arch_strs())[:4]
     _predictor_search_inputs(work, archs)
     test_dir = paths.meta_test_dir(work / "results", "mine")
     write_archive(paths.generated_arch_file(test_dir, 1), 1.0, archs)
     ckpt = paths.model_dir(work / "results", "predictor") / "ckpt_max_corr.pt"
     sidecar_path(ckpt).write_text(json.dumps({"model": "predictor", **sidecar}))
-    rc, _, err = run(capsys, "--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false")
+    rc, _, err = nb201_main("--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false")
     assert rc == 0, err
     result = json.loads((test_dir / "best_arch" / "result.json").read_text())
     assert result["runs"][0]["top1_predicted_acc"] is None and result["runs"][0]["top1_arch"] in archs
 
 
-def test_archive_with_only_its_header_is_a_one_line_error(work, capsys):
+def test_archive_with_only_its_header_is_a_one_line_error(work, nb201_main):
     _predictor_search_inputs(work, list(nb.all_arch_strs())[:4])
     test_dir = paths.meta_test_dir(work / "results", "mine")
     write_archive(paths.generated_arch_file(test_dir, 1), 1.0, [])
-    err = one_line_error(capsys, "--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false")
+    err = one_line_error(nb201_main("--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false"))
     assert "run_1.txt: holds no architectures after its header line" in err
 
 
 # --------------------------------------------------------------------------- 14. misleading messages
-def test_generator_checkpoint_used_as_predictor_says_so(work, capsys):
+def test_generator_checkpoint_used_as_predictor_says_so(work, nb201_main):
     gen = build_model("generator", nvt=7, max_n=8, hs=8, nz=8, feature_dim=8, num_sample=5)
     ckpt = paths.model_dir(work / "results", "predictor") / "ckpt_max_corr.pt"
     save_checkpoint(gen, ckpt, {"model": "generator", "hs": 8, "nz": 8})
     test_dir = paths.meta_test_dir(work / "results", "mine")
     write_archive(paths.generated_arch_file(test_dir, 1), 1.0, list(nb.all_arch_strs())[:3])
-    err = one_line_error(capsys, "--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false")
+    err = one_line_error(nb201_main("--model", "predictor", "--test", "--data-name", "mine", "--train-arch", "false"))
     assert "holds a generator (its sidecar ckpt_max_corr.json says model: generator), not a predictor" in err
     assert "--hs/--nz" not in err
 
 
-def test_num_class_zero_is_refused(work, capsys):
-    err = one_line_error(capsys, "--model", "generator", "--test", "--data-name", "mine", "--num-class", "0")
+def test_num_class_zero_is_refused(work, nb201_main):
+    err = one_line_error(nb201_main("--model", "generator", "--test", "--data-name", "mine", "--num-class", "0"))
     assert "--num-class must be a positive integer, got 0" in err
 
 

@@ -26,7 +26,14 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from metad2a.data.image_sources import class_folders
-from metad2a.data.imaging import IMAGENET_MEAN, IMAGENET_STD, image_error, image_read_errors, to_rgb
+from metad2a.data.imaging import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    broken_link_error,
+    image_error,
+    image_read_errors,
+    to_rgb,
+)
 from metad2a.errors import DataFileError
 from metad2a.seeding import stable_seed
 
@@ -44,7 +51,7 @@ def _scandir(folder: Path) -> list[Any]:
         entries = list(it)
     for e in entries:
         if e.is_symlink() and not os.path.exists(e.path):
-            raise DataFileError(f"{e.path}: broken symbolic link (to {os.readlink(e.path)}); remove it or fix it")
+            raise broken_link_error(e.path)
     return [e for e in entries if e.is_file() and not e.name.startswith(".")]
 
 

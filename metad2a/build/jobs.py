@@ -96,7 +96,8 @@ def job_record(outcome: JobOutcome, fields: Mapping[str, Any]) -> dict[str, Any]
     success) everything the job returned."""
     rec: dict[str, Any] = {"key": outcome.key, **fields, "status": "ok" if outcome.ok else "failed",
                            "attempts": outcome.attempts, "seconds": round(outcome.seconds, 3),
-                           "error": outcome.error, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                           "error": outcome.error, "node": outcome.node,
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if outcome.ok:
         rec.update(outcome.value)
     return rec

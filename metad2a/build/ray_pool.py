@@ -75,6 +75,7 @@ class JobOutcome:
         error: the last error as one line (None on success).
         attempts: submissions made (1 + retries used).
         seconds: wall time of the last attempt, submission to result.
+        node: the Ray node id the successful attempt ran on (None on failure).
     """
 
     key: str
@@ -83,16 +84,18 @@ class JobOutcome:
     error: str | None
     attempts: int
     seconds: float
+    node: str | None = None
 
 
-def _execute(fn: Callable[[Any, Any, str], Any], payload: Any, context: Any) -> Any:
-    """The Ray task body: one torch thread, the GPU Ray assigned (if any), then ``fn``."""
+def _execute(fn: Callable[[Any, Any, str], Any], payload: Any, context: Any) -> tuple[Any, str]:
+    """The Ray task body: one torch thread, the GPU Ray assigned (if any), then ``fn``; returns its
+    value and the id of the node it ran on (several nodes may share one host name)."""
     import ray
     import torch
 
     torch.set_num_threads(1)
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    return fn(payload, context, device)
+    return fn(payload, context, device), ray.get_runtime_context().get_node_id()
 
 
 def one_line_error(err: BaseException) -> str:
@@ -245,7 +248,7 @@ class RayPool:
                 for ref in ready:
                     key, payload, attempt, t0 = pending.pop(ref)
                     try:
-                        value = ray.get(ref)
+                        value, node = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 -- RayTaskError (fn raised), WorkerCrashedError, ...
                         err = one_line_error(e)
                         if attempt <= self.config.max_retries:
@@ -254,7 +257,7 @@ class RayPool:
                             continue
                         outcome = JobOutcome(key, False, None, err, attempt, time.time() - t0)
                     else:
-                        outcome = JobOutcome(key, True, value, None, attempt, time.time() - t0)
+                        outcome = JobOutcome(key, True, value, None, attempt, time.time() - t0, node)
                     on_outcome(outcome)
                     bar.update(1)
         except BaseException:  # interrupted (Ctrl-C) or on_outcome failed: stop the jobs still running

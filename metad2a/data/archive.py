@@ -44,5 +44,6 @@ def read_archive(path: Path, first_token: bool = True, hint: str = "") -> tuple[
         raise DataFileError(f"{path}: first line must be 'elapsed time: <seconds>s'")
     archs = [ln.split()[0] if first_token else ln.strip() for ln in lines[1:] if ln.strip()]
     if not archs:
-        raise DataFileError(f"{path}: holds no architectures after its header line{'; ' + hint if hint else ''}")
+        raise DataFileError(f"{path}: holds no architectures after its header line"
+                            f"{'; ' + hint if hint else ''}")
     return float(m.group(1)), archs

@@ -61,8 +61,8 @@ def read_bylabel(path: str | Path, hint: str = "", mmap: bool = True) -> list[to
         bad = ~torch.isfinite(t)
         if bad.any():
             row = int(bad.any(1).nonzero()[0, 0])
-            raise DataFileError(f"{path}: class {k} holds {int(bad.sum())} NaN or infinite value(s) (first in row "
-                                f"{row}); extract the features again, or remove those rows")
+            raise DataFileError(f"{path}: class {k} holds {int(bad.sum())} NaN or infinite value(s) (first in "
+                                f"row {row}); extract the features again, or remove those rows")
         feats.append(t)
     dims = {t.size(1) for t in feats}
     if len(dims) != 1:
@@ -111,8 +111,9 @@ def read_task_list(path: str | Path, hint: str = "") -> list[list[int]]:
     sizes = sorted({len(t) for t in out})
     if len(sizes) > 1:
         i = next(i for i, t in enumerate(out) if len(t) != len(out[0]))
-        raise DataFileError(f"{path}: tasks have different class counts ({', '.join(map(str, sizes))}; task 0 has "
-                            f"{len(out[0])}, task {i} {len(out[i])}); every task needs the same number of classes")
+        raise DataFileError(f"{path}: tasks have different class counts ({', '.join(map(str, sizes))}; task 0 "
+                            f"has {len(out[0])}, task {i} {len(out[i])}); every task needs the same number of "
+                            "classes")
     return out
 
 

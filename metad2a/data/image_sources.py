@@ -38,6 +38,7 @@ from typing import Any
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from metad2a.data.imaging import broken_link_error
 from metad2a.errors import DataFileError, MetaD2AError
 from metad2a.seeding import subset_generator
 
@@ -337,12 +338,13 @@ def scan_class_folder(folder: Path) -> int:
             for e in entries:
                 p = Path(e.path)
                 if e.is_symlink() and not p.exists():
-                    raise DataFileError(f"{p}: broken symbolic link (to {os.readlink(p)}); remove it or fix it")
+                    raise broken_link_error(p)
                 if e.is_dir():
                     why = _link_problem(p, p.resolve(), top, here) if e.is_symlink() else None
                     if why:
-                        raise DataFileError(f"{p}: a link to the folder {p.resolve()} that {why}; image folders "
-                                            "follow only links that stay inside their class folder: remove it")
+                        raise DataFileError(f"{p}: a link to the folder {p.resolve()} that {why}; image "
+                                            "folders follow only links that stay inside their class folder: "
+                                            "remove it")
                     stack.append(p)
                 elif e.is_file() and p.suffix.lower() in IMG_EXTENSIONS:
                     count += 1
@@ -357,7 +359,7 @@ def class_folders(root: Path) -> list[str]:
     """
     for p in root.iterdir():
         if p.is_symlink() and not p.exists():
-            raise DataFileError(f"{p}: broken symbolic link (to {os.readlink(p)}); remove it or fix it")
+            raise broken_link_error(p)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 

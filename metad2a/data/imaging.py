@@ -52,8 +52,13 @@ def image_error(err: BaseException, where: Any) -> DataFileError:
         return DataFileError(f"{where}: too large to read ({text}); PIL refuses it as a possible decompression "
                              "bomb: shrink the image or remove it")
     if isinstance(err, FileNotFoundError) and os.path.islink(str(where)):
-        return DataFileError(f"{where}: broken symbolic link (to {os.readlink(str(where))}); remove it or fix it")
+        return broken_link_error(where)
     return DataFileError(f"{where}: cannot read the image ({text[:200]})")
+
+
+def broken_link_error(link: Any) -> DataFileError:
+    """The one-line error for a symbolic link whose target does not exist."""
+    return DataFileError(f"{link}: broken symbolic link (to {os.readlink(str(link))}); remove it or fix it")
 
 
 def item_location(dataset: Any, i: int, default: str) -> str:

@@ -38,8 +38,8 @@ def predicted_accuracy(score: float, meta: Mapping[str, Any]) -> float | None:
     """A predictor score in percent, given its checkpoint's sidecar (``acc_mean``/``acc_std`` of the
     split it was trained on); None when the sidecar does not say (the released checkpoints)."""
     mean, std = meta.get("acc_mean"), meta.get("acc_std")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std))
-    if not numbers:  # missing, null, or not a number: the sidecar does not say
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std)):
+        # missing, null, or not a number: the sidecar does not say
         return None
     return float(denormalise_accuracy(score, float(mean), float(std)))
 
@@ -85,9 +85,9 @@ class _MetaTrainBase:
         if bad:
             lo, hi = id_offset, len(self.feats) - 1 + id_offset
             base = "1-based" if id_offset == 1 else "0-based"
-            raise DataFileError(f"{source}: task class id {bad[0] + id_offset} is outside {lo}..{hi}: the ids are "
-                                f"{base} and the feature file has {len(self.feats)} classes; fix the task list or "
-                                "use the features it was built with")
+            raise DataFileError(f"{source}: task class id {bad[0] + id_offset} is outside {lo}..{hi}: the ids "
+                                f"are {base} and the feature file has {len(self.feats)} classes; fix the task "
+                                "list or use the features it was built with")
         check_rows(self.feats, used, self.num_sample, source)
 
     def _set_statistics(self, mean: float, std: float) -> None:

@@ -158,9 +158,10 @@ class PredictorRunner(Runner):
                            f"{info.top_n} (the original's reported CIFAR figure, an oracle pick)")}
         time_txt = test_dir / "time.txt"  # the generator's line, then this one appended (as the original)
         before = time_txt.read_text(errors="replace") if time_txt.is_file() else ""
+        line = f"predictor average elasped time {statistics.mean(times):.2f}s\n"  # sic
         # all or nothing (docs/fidelity.md#atomic-outputs): a full disk leaves the earlier files, consistent
         write_files({out / "architecture.txt": "".join(f"{r['top1_arch']}\n" for r in runs),
-                     time_txt: before + f"predictor average elasped time {statistics.mean(times):.2f}s\n",  # sic
+                     time_txt: before + line,
                      out / "accuracy.txt": accuracy_txt,
                      out / "result.json": to_json(result, indent=2) + "\n"})
         if missing:

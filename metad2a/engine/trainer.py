@@ -35,8 +35,8 @@ RESUME_FILE = "resume_state.pt"
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".lock"
 # what a resumed run must share with the saved state, and the flag that sets each
-RESUME_KEYS = {"model": "--model", "space": "the search space", "hs": "--hs", "nz": "--nz",
-               "nvt": "--nvt", "num_sample": "--num-sample", "feature_dim": "the feature dimension (--data-path)",
+RESUME_KEYS = {"model": "--model", "space": "the search space", "hs": "--hs", "nz": "--nz", "nvt": "--nvt",
+               "num_sample": "--num-sample", "feature_dim": "the feature dimension (--data-path)",
                "step_per_sample": "the loop style (a space flag)"}
 
 
@@ -57,8 +57,8 @@ def _training_files(save_path: Path, model_name: str) -> list[Path]:
     mdir, rdir = paths.model_dir(save_path, model_name), paths.run_dir(save_path, model_name)
     found = [p for p in (mdir.iterdir() if mdir.is_dir() else [])
              if p.name == RESUME_FILE or (p.name.startswith("ckpt_") and p.suffix in (".pt", ".json"))]
-    found += [p for p in (rdir / RESULTS_FILE, paths.train_log(save_path, model_name), rdir / "config_train.json")
-              if p.is_file()]
+    others = (rdir / RESULTS_FILE, paths.train_log(save_path, model_name), rdir / "config_train.json")
+    found += [p for p in others if p.is_file()]
     return sorted(found)
 
 
@@ -104,7 +104,8 @@ def claim_run_dir(save_path: str | Path, model_name: str, resume: bool, overwrit
     save_path = Path(save_path)
     rdir = paths.run_dir(save_path, model_name)
     if resume and overwrite:
-        raise MetaD2AError("--resume continues the run in --save-path and --overwrite deletes it: give one of them")
+        raise MetaD2AError("--resume continues the run in --save-path and --overwrite deletes it: give one of "
+                           "them")
     make_dirs(paths.model_dir(save_path, model_name))
     lock = rdir / LOCK_FILE
     try:
@@ -116,8 +117,9 @@ def claim_run_dir(save_path: str | Path, model_name: str, resume: bool, overwrit
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise MetaD2AError(f"{rdir} is in use by another meta-training{f' (pid {other})' if other else ''}; "
-                               "wait for it to finish or choose another --save-path") from None
+            pid = f" (pid {other})" if other else ""
+            raise MetaD2AError(f"{rdir} is in use by another meta-training{pid}; wait for it to finish or "
+                               "choose another --save-path") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         for tmp in _stale_temporaries(save_path, model_name):
@@ -131,11 +133,11 @@ def claim_run_dir(save_path: str | Path, model_name: str, resume: bool, overwrit
             if files:
                 log.info(f"==> --overwrite: deleted {len(files)} file(s) of the earlier run in {rdir}")
         elif used and not resume:
-            raise MetaD2AError(f"{rdir} already holds a meta-training run ({used}); pass --resume to continue it, "
-                               "--overwrite to delete it and train from scratch, or choose another --save-path")
+            raise MetaD2AError(f"{rdir} already holds a meta-training run ({used}); pass --resume to continue "
+                               "it, --overwrite to delete it and train from scratch, or choose another --save-path")
         elif used and resume and not (paths.model_dir(save_path, model_name) / RESUME_FILE).is_file():
-            raise MetaD2AError(f"--resume: {rdir} holds a run ({used}) but no {RESUME_FILE} to continue it from; "
-                               "pass --overwrite instead of --resume to train from scratch")
+            raise MetaD2AError(f"--resume: {rdir} holds a run ({used}) but no {RESUME_FILE} to continue it "
+                               "from; pass --overwrite instead of --resume to train from scratch")
         yield rdir
     finally:
         os.close(fd)  # releases the lock
@@ -179,8 +181,8 @@ def _check_resumable(st: dict[str, Any], meta: dict[str, Any], model: nn.Module,
                                f"earlier run's flags to resume it, or pass --overwrite to train from scratch")
     problems = check_state_dict(model, st["model"])
     if problems:  # a state written before the configuration was saved with it
-        raise MetaD2AError(f"{state_file} does not fit this model ({'; '.join(problems[:3])}); resume with the "
-                           f"--hs/--nz it was saved with, or pass --overwrite to train from scratch")
+        raise MetaD2AError(f"{state_file} does not fit this model ({'; '.join(problems[:3])}); resume with "
+                           f"the --hs/--nz it was saved with, or pass --overwrite to train from scratch")
 
 
 def _finite_model(model: nn.Module) -> bool:
@@ -273,7 +275,8 @@ def fit(
             log.info(ln)
         if epoch % cfg.save_epoch == 0:
             log.info("==> save current model...")
-            outputs.update(checkpoint_files(model, paths.ckpt(save_path, model_name, epoch), {**meta, "epoch": epoch}))
+            outputs.update(checkpoint_files(model, paths.ckpt(save_path, model_name, epoch),
+                                            {**meta, "epoch": epoch}))
         size = jsonl.stat().st_size if jsonl.is_file() else 0
         append_jsonl(jsonl, {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
                              "train_seconds": round(t_tr, 3), "valid_seconds": round(t_va, 3),

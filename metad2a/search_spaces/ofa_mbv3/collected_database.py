@@ -69,7 +69,8 @@ def _as_int_list(value: Any) -> list[int]:
 
 
 def read_collected_database(path: str | Path, hint: str = "") -> list[Mapping[str, Any]]:
-    """Read ``collected_database.pt`` (a pickle that also holds torchvision transform objects, which the restricted loader admits).
+    """Read ``collected_database.pt`` (a pickle that also holds torchvision transform objects, which
+    the restricted loader admits for this format).
 
     Raises:
         DataFileError: missing, unreadable, not a list of dicts, or entries without top1/net/class.
