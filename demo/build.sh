@@ -23,7 +23,7 @@ python MetaD2A_nas_bench_201/process_dataset.py --dataset digits --name digits -
 # 4. meta-train the generator (README sizes) and a small predictor (hs 64 keeps the checkpoint small);
 #    one thread: on a shared 2-core machine two OpenMP threads made these small steps 10-20x slower
 export OMP_NUM_THREADS=1
-common="--gpu cpu --data-path demo/data --save-path $work/results"
+common="--gpu cpu --data-path demo/data --save-path $work/results --overwrite"  # a rerun trains afresh
 python MetaD2A_nas_bench_201/main.py --model generator --hs 56 --nz 56 --max-epoch 200 --save-epoch 200 $common
 python MetaD2A_nas_bench_201/main.py --model predictor --hs 64 --nz 56 --max-epoch 60 --save-epoch 60 $common
 mkdir -p demo/checkpoints

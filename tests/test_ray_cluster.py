@@ -74,10 +74,15 @@ class Cluster:
         self.tmp, self.port = tmp, _free_port()
         # Ray's socket paths must fit in 107 bytes: its temp dirs go to a short folder of their own
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="metad2a-ray-", dir="/tmp"))
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+        # not inherited: a local RayPool earlier in this process sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+        # (local-only), with which `ray start --address` refuses to add a node
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+        self.env = {**inherited, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
                     "RAY_AUTH_TOKEN": os.urandom(16).hex(), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
         self.address = f"{IP}:{self.port}"
         self.nodes: dict[str, subprocess.Popen] = {}
+        self.killed: set[str] = set()
 
     def start_node(self, name: str, *args: str) -> None:
         log = open(self.tmp / f"{name}.log", "w")
@@ -124,10 +129,15 @@ class Cluster:
                     return nodes
             except (AssertionError, subprocess.TimeoutExpired, ValueError, StopIteration):
                 pass
-            dead = [name for name, proc in self.nodes.items() if proc.poll() is not None and name != "worker"]
+            dead = [name for name, proc in self.nodes.items() if proc.poll() is not None and name not in self.killed]
             if dead or time.time() > deadline:
                 raise AssertionError(f"the cluster did not get {alive} node(s) in {timeout}s\n{self.logs()}")
             time.sleep(2)
+
+    def kill(self, name: str) -> None:
+        """Take node ``name`` down: SIGKILL every process of its session."""
+        self.killed.add(name)
+        _kill_session(self.nodes[name])
 
     def logs(self) -> str:
         return "".join(f"\n--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.tmp.glob("*.log")))
@@ -174,7 +184,7 @@ def test_build_on_two_nodes_survives_losing_the_worker(images, tmp_path):
                 assert build.poll() is None and time.time() < deadline, (build.poll(), cluster.logs())
                 time.sleep(0.05)
             done_on_worker = sum(r.get("node") == worker for r in _records(out))
-            _kill_session(cluster.nodes["worker"])  # the worker node dies in the middle of that job
+            cluster.kill("worker")  # the worker node dies in the middle of that job
             log = build.communicate(timeout=600)[0]
         finally:
             if build.poll() is None:
