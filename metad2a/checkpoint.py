@@ -149,10 +149,16 @@ def _refused(path: Path, what: str, error: type[Exception]) -> Exception:
 
 
 def _torch_load(path: Path, weights_only: bool, error: type[Exception], hint: str,
-                allow: Iterable[str] = ()) -> Any:
+                allow: Iterable[str] = (), mmap: bool = False) -> Any:
     if not path.is_file():
         raise error(f"{path}: file not found{'; ' + hint if hint else ''}")
     try:
+        if weights_only and mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:  # a legacy (non-zip) file cannot be mapped: read it normally
+                if "mmap" not in str(e):
+                    raise
         if weights_only:
             return torch.load(path, map_location="cpu", weights_only=True)
         module = _restricted_pickle(_torch_globals() | DATA_GLOBALS | frozenset(allow))
@@ -259,10 +265,11 @@ def load_data(path: str | Path, hint: str = "", allow: Iterable[str] = ()) -> An
     return _torch_load(Path(path), False, DataFileError, hint, allow)
 
 
-def read_record(path: str | Path, hint: str = "") -> Any:
+def read_record(path: str | Path, hint: str = "", mmap: bool = False) -> Any:
     """Load a torch file of tensors and plain Python values (dicts, lists, str, numbers) safely
-    (``weights_only=True``), e.g. the ``seed-XXXX.pth`` results of a trained architecture."""
-    return _torch_load(Path(path), True, DataFileError, hint)
+    (``weights_only=True``), e.g. the ``seed-XXXX.pth`` results of a trained architecture or a
+    feature file (``mmap``: memory-mapped when the file allows it)."""
+    return _torch_load(Path(path), True, DataFileError, hint, mmap=mmap)
 
 
 def save_data(obj: Any, path: str | Path) -> Path:

@@ -19,7 +19,7 @@ import igraph
 import numpy as np
 import torch
 
-from metad2a.checkpoint import _torch_load, load_data, save_data
+from metad2a.checkpoint import load_data, read_record, save_data
 from metad2a.errors import DataFileError
 
 
@@ -36,12 +36,7 @@ def read_bylabel(path: str | Path, hint: str = "", mmap: bool = True) -> list[to
             inconsistent widths, or non-finite values (the class and row are named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found{'; ' + hint if hint else ''}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception:  # legacy (non-zip) files cannot be mapped; read them normally
-        obj = _torch_load(path, True, DataFileError, hint)
+    obj = read_record(path, hint, mmap=mmap)
     layout = "expected a dict {class_index: [Tensor[N, D]]}"
     if not isinstance(obj, Mapping):
         raise DataFileError(f"{path}: {layout}, got {type(obj).__name__}")
