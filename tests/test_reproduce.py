@@ -11,14 +11,12 @@ import pytest
 import torch
 
 from metad2a import cli, reproduce
-from metad2a.checkpoint import save_checkpoint
 from metad2a.data.synthetic import write_raw_images
-from metad2a.models.generator import GeneratorModel
-from metad2a.models.predictor import PredictorModel
 from metad2a.search_spaces import SEARCH_SPACES
-from metad2a.search_spaces.nasbench201 import cell as nb
 from metad2a.search_spaces.nasbench201.synthetic import write_synthetic_nb201
-from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from metad2a.search_spaces.nasbench201.synthetic import (
+    write_synthetic_released_checkpoints as write_nb201_checkpoints,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NB201 = SEARCH_SPACES["nasbench201"].reproduction
@@ -159,29 +157,6 @@ def no_checksums(monkeypatch):
     monkeypatch.setattr(svhn, "check_integrity", lambda *a, **k: True)
 
 
-def biased_generator(nvt: int, max_n: int, ops: range, seed: int = 0) -> GeneratorModel:
-    """A generator (README sizes) that only decodes valid graphs, ~uniform over the space: its vertex
-    head emits operation types only and its edge head every edge (a random or briefly trained
-    generator rarely decodes a valid OFA subnet)."""
-    torch.manual_seed(seed)
-    g = GeneratorModel(nvt=nvt, max_n=max_n, hs=56, nz=56, feature_dim=DIM)
-    with torch.no_grad():
-        g.add_vertex[2].weight.zero_()
-        bias = torch.full((nvt,), -30.0)
-        bias[list(ops)] = 10.0
-        g.add_vertex[2].bias.copy_(bias)
-        g.add_edge[2].weight.zero_()
-        g.add_edge[2].bias.fill_(10.0)
-    return g
-
-
-def released_checkpoints(folder: Path, gen: GeneratorModel, epoch: int, nvt: int, max_n: int) -> None:
-    save_checkpoint(gen, folder / "results" / "generator" / "model" / f"ckpt_{epoch}.pt")
-    torch.manual_seed(1)
-    save_checkpoint(PredictorModel(nvt=nvt, max_n=max_n, hs=512, nz=56, feature_dim=DIM),
-                    folder / "results" / "predictor" / "model" / "ckpt_max_corr.pt")
-
-
 @pytest.fixture
 def nb201_folder(tmp_path, monkeypatch, no_checksums):
     folder = tmp_path / "MetaD2A_nas_bench_201"
@@ -189,7 +164,7 @@ def nb201_folder(tmp_path, monkeypatch, no_checksums):
     write_synthetic_nb201(folder / "data", feature_dim=DIM, num_tasks=24, num_predictor_entries=80, targets=targets)
     for name in ("mnist", "svhn", "aircraft", "pets"):
         write_raw_images(folder / "data" / "raw-data" / name, name, train=8, test=4)
-    released_checkpoints(folder, biased_generator(nb.NVT, nb.MAX_N, range(2, nb.NVT)), 400, nb.NVT, nb.MAX_N)
+    write_nb201_checkpoints(folder / "results", feature_dim=DIM)
     monkeypatch.chdir(folder)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return folder
@@ -308,13 +283,16 @@ def ofa_folder(tmp_path, monkeypatch, no_checksums):
     from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
     from metad2a.search_spaces.ofa_mbv3.supernet import build_supernet
     from metad2a.search_spaces.ofa_mbv3.synthetic import write_synthetic_ofa
+    from metad2a.search_spaces.ofa_mbv3.synthetic import (
+        write_synthetic_released_checkpoints as write_ofa_checkpoints,
+    )
 
     folder = tmp_path / "MetaD2A_ofa"
     targets = {d.name: SEARCH_SPACES["ofa_mbv3"].dataset_info(d.name).num_classes for d in OFA.datasets}
     write_synthetic_ofa(folder / "data", feature_dim=DIM, rows_per_class=20, targets=targets)
     for name, root in (("cifar10", "cifar10"), ("cifar100", "cifar100"), ("aircraft100", "."), ("pets", "pets")):
         write_raw_images(folder / "data" / root, name, train=8, test=4)
-    released_checkpoints(folder, biased_generator(ofa.NVT, ofa.MAX_N, range(2, 11)), 120, ofa.NVT, ofa.MAX_N)
+    write_ofa_checkpoints(folder / "results", feature_dim=DIM)
     weights = folder / OFA_SUPERNET_TARGET  # a randomly initialised supernet in the released layout
     weights.parent.mkdir(parents=True)
     torch.save({"state_dict": build_supernet(seed=0).state_dict()}, weights)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,4 +112,36 @@ def write_raw_images(root: str | Path, fmt: str, *, classes: int = 3, train: int
             torch.save([(Image.fromarray(im), lab) for im, lab in zip(img, labels)], root / name)
     else:
         raise ValueError(f"unknown raw image format {fmt!r}; one of {', '.join(RAW_FORMATS)}")
+    return root
+
+
+def write_synthetic_checkpoints(save_path: str | Path, *, nvt: int, max_n: int, vertex_types: Sequence[int],
+                                generator_epoch: int, feature_dim: int = 512, seed: int = 0) -> Path:
+    """Stand-ins for the released checkpoints, at their paths under ``save_path`` (README sizes):
+    ``generator/model/ckpt_<generator_epoch>.pt`` and ``predictor/model/ckpt_max_corr.pt``.
+
+    The generator's vertex head emits only ``vertex_types`` (uniformly) and its edge head every edge,
+    so that every decoded graph is valid and the decoded architectures are ~uniform over the space;
+    a random or briefly trained generator rarely decodes a valid one. The predictor is random. For
+    tests and benchmarks of the search machinery, never for results.
+    """
+    from metad2a.checkpoint import save_checkpoint
+    from metad2a.config import GENERATOR_HS, PREDICTOR_HS
+    from metad2a.models.factory import build_model
+
+    root = Path(save_path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gen = build_model("generator", nvt=nvt, max_n=max_n, hs=GENERATOR_HS, nz=GENERATOR_HS, feature_dim=feature_dim)
+        pred = build_model("predictor", nvt=nvt, max_n=max_n, hs=PREDICTOR_HS, nz=GENERATOR_HS,
+                           feature_dim=feature_dim)
+    with torch.no_grad():
+        bias = torch.full((nvt,), -30.0)
+        bias[list(vertex_types)] = 10.0
+        gen.add_vertex[-1].weight.zero_()
+        gen.add_vertex[-1].bias.copy_(bias)
+        gen.add_edge[-1].weight.zero_()
+        gen.add_edge[-1].bias.fill_(10.0)
+    save_checkpoint(gen, root / "generator" / "model" / f"ckpt_{generator_epoch}.pt")
+    save_checkpoint(pred, root / "predictor" / "model" / "ckpt_max_corr.pt")
     return root
