@@ -91,7 +91,12 @@ class Layout:
         return self.out / column
 
     def done(self, column: str, name: str) -> Path:
+        """The done record of a dataset in a column."""
         return self.out / "done" / column / f"{name}.json"
+
+    def retrain_done(self, i: int) -> Path:
+        """The done record of the ``i``-th (0-based) meta-training step of ``--retrain``."""
+        return self.out / "done" / "retrain" / f"step-{i + 1}.json"
 
 
 def first_present(layout: Layout, f: RequiredFile) -> Path | None:
@@ -163,7 +168,7 @@ class Run:
     retrain: bool
     argv: list[str]
     device: str = ""
-    checkpoint_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    checkpoint_ids: dict[str, dict[str, str] | None] = field(default_factory=dict)
 
     def num_gen_arch(self, d: DatasetProtocol) -> int:
         return d.quick_num_gen_arch if self.quick else d.num_gen_arch
@@ -220,7 +225,7 @@ def done_record(run: Run, column: str, d: DatasetProtocol) -> dict | None:
 
 
 def retrain_done(run: Run, i: int) -> bool:
-    rec = read_json(run.layout.out / "done" / "retrain" / f"step-{i + 1}.json")
+    rec = read_json(run.layout.retrain_done(i))
     return rec is not None and rec.get("settings") == run.retrain_settings(i)
 
 
@@ -240,7 +245,7 @@ def retrained_checkpoint_ids(run: Run) -> dict[str, str] | None:
     assert run.proto.retrain is not None
     out = {}
     for i in range(len(run.proto.retrain.steps)):
-        rec = read_json(run.layout.out / "done" / "retrain" / f"step-{i + 1}.json")
+        rec = read_json(run.layout.retrain_done(i))
         if rec is None:
             return None
         out[f"step-{i + 1}"] = rec["finished"]
@@ -248,7 +253,8 @@ def retrained_checkpoint_ids(run: Run) -> dict[str, str] | None:
 
 
 # --------------------------------------------------------------------------- files up front
-def missing_files(run: Run, todo: dict[str, list[DatasetProtocol]], retraining: bool) -> list[tuple[str, RequiredFile, list[str]]]:
+def missing_files(run: Run, todo: dict[str, list[DatasetProtocol]],
+                  retraining: bool) -> list[tuple[str, RequiredFile, list[str]]]:
     """``(shown path, file, datasets needing it)`` of every required file that is not there."""
     need: dict[RequiredFile, list[str]] = {}
 
@@ -560,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     # what is left to do, and the files it needs: all before anything starts
     run.checkpoint_ids[RELEASED] = released_checkpoint_ids(run)
     retraining = args.retrain and not all(retrain_done(run, i) for i in range(len(proto.retrain.steps)))
-    if RETRAINED in columns:
+    if RETRAINED in columns and proto.retrain is not None:
         run.checkpoint_ids[RETRAINED] = None if retraining else retrained_checkpoint_ids(run)
     run_columns = [RELEASED] + ([RETRAINED] if args.retrain else [])
     todo = {c: [d for d in run.datasets if run.checkpoint_ids.get(c) is None or done_record(run, c, d) is None]
@@ -583,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.time()
             a = run_step(run, step, run.values(RETRAINED))
-            write_json(out / "done" / "retrain" / f"step-{i + 1}.json",
+            write_json(layout.retrain_done(i),
                        {"settings": run.retrain_settings(i), "argv": a, "wall_seconds": time.time() - t0,
                         "device": run.device, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         run.checkpoint_ids[RETRAINED] = retrained_checkpoint_ids(run)

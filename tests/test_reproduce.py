@@ -333,3 +333,34 @@ def test_ofa_quick_end_to_end(ofa_folder, monkeypatch, capsys):
     assert "Paper" not in _header(md, "| Dataset | Protocol") and "Paper" not in _header(md, "| Dataset | Ours |")
     assert "No published values: none: the original README publishes no table" in md
     assert "| Wall s: fine-tuning |" in md and "| MFLOPs (1000 classes, 224 px) |" in md
+
+
+def test_link_or_copy_keeps_the_same_file_and_replaces_another(tmp_path, monkeypatch):
+    from metad2a.files import link_or_copy
+
+    src, dst = tmp_path / "a.pt", tmp_path / "col" / "model" / "a.pt"
+    src.write_bytes(b"released")
+    link_or_copy(src, dst)
+    assert os.path.samefile(src, dst)
+    src.unlink()
+    src.write_bytes(b"another file")  # a new download: another inode, another size
+    link_or_copy(src, dst)
+    assert dst.read_bytes() == b"another file" and os.path.samefile(src, dst)
+
+    def no_links(*a):
+        raise OSError("cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    other = tmp_path / "col" / "b.pt"
+    link_or_copy(src, other)  # another file system: a copy with the same size and time, kept next time
+    assert other.read_bytes() == b"another file" and not os.path.samefile(src, other)
+    stamp = other.stat().st_mtime_ns
+    link_or_copy(src, other)
+    assert other.stat().st_mtime_ns == stamp and not list(other.parent.glob(".*tmp"))
+
+
+def test_device_name_names_the_cpu():
+    from metad2a.runtime import device_name
+
+    name = device_name(torch.device("cpu"))
+    assert name.endswith(f"(CPU, {torch.get_num_threads()} threads)") and len(name) > len("(CPU, 1 threads)")

@@ -17,8 +17,10 @@ under ``--save-path``, anything else under the front-end folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import PurePosixPath
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class RequiredFile:
 
     paths: tuple[str, ...]
     get: str
+
+
+def manifest_file(manifest: Mapping[str, Sequence[Any]], script: str, name: str) -> RequiredFile:
+    """The file ``name`` of ``get_files/<script>.py`` (a download manifest: script -> entries with a
+    ``target``), with the command that fetches it."""
+    target = next(e.target for e in manifest[script] if PurePosixPath(e.target).name == name)
+    return RequiredFile((target,), f"python get_files/{script}.py")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ Published values: the original README's table (trained searched architectures, %
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from metad2a.search_spaces.nasbench201.downloads import MANIFEST
 from metad2a.search_spaces.reproduction import (
     DatasetProtocol,
@@ -23,6 +21,7 @@ from metad2a.search_spaces.reproduction import (
     Retrain,
     Source,
     Step,
+    manifest_file,
 )
 
 FOLDER = "MetaD2A_nas_bench_201"
@@ -46,9 +45,8 @@ TRAINED_BLIND = Measure("top-1 trained, 3 seeds (no oracle: the same figure)", (
 
 
 def fetched(script: str, name: str) -> RequiredFile:
-    """The manifest file ``name`` of ``get_files/<script>.py``, with the command that fetches it."""
-    target = next(e.target for e in MANIFEST[script] if PurePosixPath(e.target).name == name)
-    return RequiredFile((target,), f"python get_files/{script}.py")
+    """The file ``name`` of ``get_files/<script>.py``, with the command that fetches it."""
+    return manifest_file(MANIFEST, script, name)
 
 
 SVHN_GET = ("python -c \"from torchvision.datasets import SVHN; "

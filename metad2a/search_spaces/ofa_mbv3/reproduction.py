@@ -27,6 +27,7 @@ from metad2a.search_spaces.reproduction import (
     RequiredFile,
     Source,
     Step,
+    manifest_file,
 )
 
 FOLDER = "MetaD2A_ofa"
@@ -46,9 +47,8 @@ SUMMARY = "evaluation/{data}-metaD2A-None-{seed}/summary.json"  # finetune.run_d
 
 
 def fetched(script: str, name: str) -> RequiredFile:
-    """The manifest file ``name`` of ``get_files/<script>.py``, with the command that fetches it."""
-    target = next(e.target for e in MANIFEST[script] if PurePosixPath(e.target).name == name)
-    return RequiredFile((target,), f"python get_files/{script}.py")
+    """The file ``name`` of ``get_files/<script>.py``, with the command that fetches it."""
+    return manifest_file(MANIFEST, script, name)
 
 
 def _images(name: str, get: str) -> RequiredFile:
