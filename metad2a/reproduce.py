@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -274,8 +275,12 @@ def missing_files(run: Run, todo: dict[str, list[DatasetProtocol]],
             want(run.proto.files, "every dataset")
         for d in ds:
             want(d.files, d.name)
-    return [(str(run.layout.resolve(f.paths[0])), f, who) for f, who in need.items()
-            if first_present(run.layout, f) is None]
+    missing = [(str(run.layout.resolve(f.paths[0])), f, who) for f, who in need.items()
+               if first_present(run.layout, f) is None]
+    if any(todo.values()):
+        missing += [(f"Python package {name!r}", RequiredFile((), get), ["every dataset"])
+                    for name, get in run.proto.packages if importlib.util.find_spec(name) is None]
+    return missing
 
 
 def missing_message(run: Run, missing: list[tuple[str, RequiredFile, list[str]]]) -> str:

@@ -104,6 +104,19 @@ def test_missing_files_are_listed_and_nothing_is_written(tmp_path, monkeypatch, 
     assert _tree(tmp_path) == before
 
 
+def test_missing_packages_are_listed_too(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ofa" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    assert cli.console_main(["reproduce", "ofa", "--only", "pets"]) == 2
+    err = capsys.readouterr().err
+    assert "Python package 'ofa'  [every dataset]\n      fetch: pip install -e '.[ofa]'" in err
+    assert "data/pets/train85.pth (or data/pets/oxford-iiit-pet" in err and "cifar10" not in err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["reproduce", "ofa", "--retrain"], "--retrain is not offered for ofa: the OFA predictor database"),
     (["reproduce", "nb201", "--only", "cifar10,imagenet"], "--only imagenet: not in the nb201 table; choose among"),

@@ -157,6 +157,7 @@ class Reproduction:
         published: where the published values come from, or why there are none.
         retrain: how to meta-train the models again, or None.
         retrain_unavailable: why ``--retrain`` is not offered, when ``retrain`` is None.
+        packages: Python packages the steps import beyond the core ones: ``(import name, install command)``.
         quick: what ``--quick`` changes (the report repeats it).
         notes: lines the report adds under the table.
     """
@@ -170,6 +171,7 @@ class Reproduction:
     published: str = ""
     retrain: Retrain | None = None
     retrain_unavailable: str = ""
+    packages: tuple[tuple[str, str], ...] = ()
     quick: str = ""
     notes: tuple[str, ...] = ()
 

@@ -92,6 +92,7 @@ OFA_REPRODUCTION = Reproduction(
     files=(RequiredFile((OFA_SUPERNET_TARGET,), "python get_files/get_ofa_supernet.py"),),
     published="none: the original README publishes no table for this space",
     retrain_unavailable=PREDICTOR_DATABASE_UNAVAILABLE,
+    packages=(("ofa", "pip install -e '.[ofa]'  (the once-for-all network code the fine-tuning builds on)"),),
     quick="--num-gen-arch 5; fine-tuning for 1 epoch of 2 steps of 8 images at 32 px; the search runs "
           "(10 for the CIFARs) are the protocol's, since main.py has no flag for them",
     notes=(("The search is 10 runs for the CIFARs, 1 otherwise; the evaluation fine-tunes the first subnet of "
