@@ -174,6 +174,9 @@ def console_main(argv: list[str] | None = None) -> int:
                                     lambda rest, name=space.name: main(rest, space=name))
         for c in space.commands:
             commands[c.name] = (c.help, lambda rest, target=c.target: _entry_point(target)(rest))
+    tables = ",".join(s.reproduction.name for s in SEARCH_SPACES.values() if s.reproduction is not None)
+    commands["reproduce"] = (f"a space's paper table beside the published values: reproduce {{{tables}}} ...",
+                             lambda rest: _entry_point("metad2a.reproduce:main")(rest))
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         out = sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout
         print(f"usage: metad2a {{{','.join(commands)}}} ...", file=out)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "metad2a"
-GENERIC = ["cli.py", "config.py", "paths.py", "parser.py", *sorted(p.name for p in (PKG / "engine").glob("*.py"))]
+GENERIC = ["cli.py", "config.py", "paths.py", "parser.py", "reproduce.py", "search_spaces/reproduction.py",
+           *sorted(p.name for p in (PKG / "engine").glob("*.py"))]
 SPACE_NAME = re.compile(r"nasbench|nb201|(?<![a-z])ofa(?![a-z])|mbv3|mobilenet|once-for-all", re.I)
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from metad2a.data.catalog import DatasetInfo, resolve_dataset
+from metad2a.search_spaces.reproduction import Reproduction
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class SearchSpace:
         released_generator_epoch: ``--load-epoch`` of the authors' generator checkpoint.
         get_files: the commands that fetch the released files.
         commands: extra ``metad2a`` sub-commands.
+        reproduction: the paper's protocol for ``metad2a reproduce`` (docs/fidelity.md#reproduction).
     """
 
     name: str
@@ -145,6 +147,7 @@ class SearchSpace:
     released_generator_epoch: int = 400
     get_files: GetFiles = GetFiles()
     commands: tuple[CommandSpec, ...] = ()
+    reproduction: Reproduction | None = None
 
     # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:

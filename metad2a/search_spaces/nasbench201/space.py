@@ -25,6 +25,7 @@ from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.meta_train import MetaTrainDatabase
 from metad2a.search_spaces.base import CommandSpec, FlagSpec, GetFiles, SearchSpace
 from metad2a.search_spaces.nasbench201 import cell
+from metad2a.search_spaces.nasbench201.reproduction import NB201_REPRODUCTION
 from metad2a.search_spaces.nasbench201.table import (
     NASBENCH201_FILE,
     AccuracyTable,
@@ -158,4 +159,5 @@ NASBENCH201 = NasBench201(
     datasets=DATASETS,
     all_generator=ALL_GENERATOR, all_predictor=ALL_PREDICTOR, released_generator_epoch=400,
     get_files=GetFiles(generator_checkpoint="python get_files/get_checkpoint.py"), commands=COMMANDS,
+    reproduction=NB201_REPRODUCTION,
 )

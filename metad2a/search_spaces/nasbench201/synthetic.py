@@ -75,3 +75,14 @@ def write_synthetic_nb201(
                    "test-acc": {d: [synthetic_accuracy(a) for a in all_strs] for d in ("cifar10", "cifar100")}},
                   root / NASBENCH201_FILE)
     return root
+
+
+def write_synthetic_released_checkpoints(save_path: str | Path, feature_dim: int = 512, seed: int = 0) -> Path:
+    """Stand-ins for the released ``ckpt_400.pt`` and ``ckpt_max_corr.pt`` under ``save_path``: a
+    generator that decodes only valid cells (uniform operations) and a random predictor."""
+    from metad2a.data.synthetic import write_synthetic_checkpoints
+    from metad2a.search_spaces.nasbench201.space import NASBENCH201
+
+    return write_synthetic_checkpoints(save_path, nvt=nb.NVT, max_n=nb.MAX_N, vertex_types=range(2, nb.NVT),
+                                       generator_epoch=NASBENCH201.released_generator_epoch,
+                                       feature_dim=feature_dim, seed=seed)

@@ -29,6 +29,7 @@ from metad2a.search_spaces.ofa_mbv3.collected_database import (
     collected_split,
     load_or_make_splits,
 )
+from metad2a.search_spaces.ofa_mbv3.reproduction import OFA_REPRODUCTION
 
 # Meta-test datasets (docs/fidelity.md#ofa-protocol): 10 runs for the CIFARs, else 1; no accuracy
 # table (the searched subnet is evaluated by fine-tuning, a later step). aircraft100 is FGVC's 100
@@ -146,5 +147,5 @@ OFA_MBV3 = OfaMbv3(
     model_choices=("generator", "predictor", "train_arch"), extra_flags=FLAGS, datasets=DATASETS,
     all_generator=ALL, all_predictor=ALL, generator_ranks=True, num_gen_arch_dir=True,
     released_generator_epoch=120, get_files=GetFiles(generator_checkpoint="python get_files/get_generator_checkpoint.py"),
-    commands=COMMANDS,
+    commands=COMMANDS, reproduction=OFA_REPRODUCTION,
 )

@@ -116,3 +116,17 @@ def write_synthetic_ofa(
     for name, c in targets.items():
         write_bylabel(synthetic_features(c, rows_per_class, feature_dim, gen), paths.bylabel(root, name))
     return root
+
+
+def write_synthetic_released_checkpoints(save_path: str | Path, feature_dim: int = 512, seed: int = 0) -> Path:
+    """Stand-ins for the released ``ckpt_120.pt`` and ``ckpt_max_corr.pt`` under ``save_path``: a
+    generator that decodes only valid subnets and a random predictor. Its vertices are the depth-2
+    types (2..10: any kernel size and expand ratio), valid at every position since every stage then
+    has depth 2; a generator emitting every type would break the per-stage depth rule."""
+    from metad2a.data.synthetic import write_synthetic_checkpoints
+    from metad2a.search_spaces.ofa_mbv3.space import OFA_MBV3
+
+    return write_synthetic_checkpoints(save_path, nvt=ofa.NVT, max_n=ofa.MAX_N,
+                                       vertex_types=range(2, 2 + len(ofa.KS) * len(ofa.EXPANDS)),
+                                       generator_epoch=OFA_MBV3.released_generator_epoch,
+                                       feature_dim=feature_dim, seed=seed)
