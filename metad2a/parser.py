@@ -64,6 +64,9 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--train-arch", "--train_arch", dest="train_arch", type=str2bool, default=True,
       help="train/report the selected architecture (true/false)")
     a("--resume", action="store_true", help="new: continue meta-training from the last finished epoch")
+    a("--constrained-decoding", "--constrained_decoding", dest="constrained_decoding", action="store_true",
+      help="new: at search time decode only graphs that are valid architectures of the space (masks "
+           "impossible vertex types and edges and renormalises the rest); off by default, as in the original")
     for f in space.extra_flags:
         _add_flag(p, f)
     return p
