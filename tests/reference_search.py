@@ -19,8 +19,10 @@ def _archs(space, g) -> list[Any | None]:
 
 
 def generate(space, model, target, num_gen_arch: int, batch_size: int = 100, max_batches: int = 2000,
-             generator: torch.Generator | None = None, device: str = "cpu") -> tuple[list[Any], int]:
-    """One graph per resampled set, batch by batch, until ``num_gen_arch`` unique valid ones.
+             generator: torch.Generator | None = None, device: str = "cpu",
+             constraints=None) -> tuple[list[Any], int]:
+    """One graph per resampled set, batch by batch, until ``num_gen_arch`` unique valid ones
+    (``constraints``: passed to the decoder, for the benchmarks' constrained "before").
 
     Returns:
         (architectures in generation order, graphs decoded).
@@ -32,7 +34,7 @@ def generate(space, model, target, num_gen_arch: int, batch_size: int = 100, max
         x = target.sample(batch_size, generator).to(device)
         with torch.no_grad():
             mu, _ = model.set_encode(x)
-            g = model.decode(mu, generator=generator)
+            g = model.decode(mu, generator=generator, constraints=constraints)
         decoded += len(mu)
         for a in _archs(space, g):
             if a is None:
@@ -48,7 +50,7 @@ def generate(space, model, target, num_gen_arch: int, batch_size: int = 100, max
 
 def generate_pooled(space, model, predictor, target, num_gen_arch: int, batch_size: int = 100,
                     max_batches: int = 10_000, generator: torch.Generator | None = None,
-                    device: str = "cpu") -> tuple[list[Any], list[float], int]:
+                    device: str = "cpu", constraints=None) -> tuple[list[Any], list[float], int]:
     """The original pooled loop: each loader batch of resampled sets pooled into one set, one graph,
     scored on the same pooled set and the graph's sampled edges.
 
@@ -64,7 +66,7 @@ def generate_pooled(space, model, predictor, target, num_gen_arch: int, batch_si
         pooled = x.reshape(1, -1, x.size(-1))
         with torch.no_grad():
             mu, _ = model.set_encode(pooled)
-            g = model.decode(mu, generator=generator)
+            g = model.decode(mu, generator=generator, constraints=constraints)
         decoded += 1
         a = _archs(space, g)[0]
         if a is None or space.arch_key(a) in seen:
