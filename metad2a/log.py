@@ -15,7 +15,8 @@ LOGGER_NAME = "metad2a"
 
 
 def setup_logging(log_file: Path | None = None) -> logging.Logger:
-    """Message-only console handler, plus an appending file handler for ``log_file``.
+    """Message-only console handler, plus an appending file handler for ``log_file`` (which leaves
+    out the progress lines of ``Progress``: the file keeps the original log's content).
 
     Re-configures the package logger each call (tests run several CLIs in one process).
     """
@@ -32,6 +33,7 @@ def setup_logging(log_file: Path | None = None) -> logging.Logger:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(log_file, mode="a")
         fh.setFormatter(logging.Formatter("%(message)s"))
+        fh.addFilter(lambda record: not getattr(record, "progress", False))  # progress lines: console only
         logger.addHandler(fh)
     return logger
 
@@ -153,7 +155,7 @@ class Progress:
         if now - self.last < self.interval:
             return
         self.last = now
-        self.log.info(self.line(now))
+        self.log.info(self.line(now), extra={"progress": True})
 
     def line(self, now: float | None = None) -> str:
         """The log line: ``desc: n/total unit (counts), rate, ETA``."""

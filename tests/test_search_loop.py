@@ -358,3 +358,21 @@ def test_search_logs_progress_lines_without_a_terminal(monkeypatch):
     runner = runner_for(NB201)
     runner.generate(generator(NB201), target(), 100, MetaTestConfig(data_names=("toy",)))
     assert lines and "decoded" in lines[-1] and "valid" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_progress_lines_stay_out_of_the_original_log_file(tmp_path, capsys):
+    from metad2a.log import setup_logging
+
+    log_file = tmp_path / "meta_train_generator.log"
+    logger = setup_logging(log_file)
+    clock = _Clock()
+    try:
+        with Progress(10, "[train] Ep 1", unit="batch", tty=False, clock=clock) as p:
+            clock.t = 11.0
+            p.update(5)
+        logger.info("train: loss 1.0")
+    finally:
+        setup_logging()  # drop the file handler
+    assert log_file.read_text() == "train: loss 1.0\n"
+    out = capsys.readouterr().out
+    assert "[train] Ep 1: 5/10 batch" in out and "train: loss 1.0" in out

@@ -134,7 +134,7 @@ class _Collector:
         per_batch = ok.reshape(-1, per_unit).sum(1).tolist()
         rows = ok.nonzero().squeeze(1).tolist()
         keys = g.type_key(self.space.nvt)[ok].tolist()
-        types = g.types[ok].tolist()
+        types = [t[:n] for t, n in zip(g.types[ok].tolist(), g.num_vertices[ok].tolist())]
         kept: list[int] = []
         r = 0
         for b, nvalid in enumerate(per_batch):
@@ -146,9 +146,9 @@ class _Collector:
                     continue  # the same types give the same architecture (or the same rejection)
                 self.seen_types.add(key)
                 a = self.space.arch_from_types(ty)
-                if a is None or self.space.arch_key(a) in self.seen:
+                if a is None or (name := self.space.arch_key(a)) in self.seen:
                     continue
-                self.seen.add(self.space.arch_key(a))
+                self.seen.add(name)
                 self.archs.append(a)
                 kept.append(row)
                 if len(self.archs) == self.wanted:
