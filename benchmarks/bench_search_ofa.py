@@ -126,7 +126,8 @@ def search_runs(gen, pred, target, want: int, reps: int, constrained: bool) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/metad2a-bench-search-ofa")
-    ap.add_argument("--quick", action="store_true", help="30 pooled sets, 2 repetitions, 1 search run each")
+    ap.add_argument("--quick", action="store_true",
+                    help="30 pooled sets, 2 repetitions, 1 search run each, the 1-epoch generator only")
     ap.add_argument("--gen-epochs", type=int, default=10, help="also compare the generator after this many epochs")
     ap.add_argument("--pred-epochs", type=int, default=2)
     ap.add_argument("--pooled", type=int, default=100, help="pooled sets per timing")
@@ -146,7 +147,7 @@ def main() -> None:
     speed = [pooled_speed(gen1, pred, target, pooled, reps, c) for c in (False, True)]
     constrained = search_runs(gen1, pred, target, a.want, runs, True)
     compare = []
-    for ep in sorted({1, a.gen_epochs}):
+    for ep in [1] if a.quick else sorted({1, a.gen_epochs}):
         g = gen1 if ep == 1 else load("generator", gen_dir / f"ckpt_{ep}.pt", 56)
         for c in (False, True):
             compare.append({"epochs": ep, **search_runs(g, pred, target, a.want, 1, c)})
