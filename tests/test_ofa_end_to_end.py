@@ -160,8 +160,9 @@ def test_search_per_set_own_dataset_in_process(trained, monkeypatch):
 
 
 def test_search_with_an_untrained_generator_ends_with_one_line(trained, monkeypatch, capsys):
-    """A 1-epoch generator decodes no valid subnet: the pooled loop stops after 1,000 pooled sets
-    (a tenth of its cap) with one line that says why and what to do (docs/fidelity.md#early-stop)."""
+    """A 1-epoch generator decodes no valid subnet: the pooled loop stops after 300 pooled sets of 100
+    resampled sets (not its cap of 10,000) with one line that says why and what to do
+    (docs/fidelity.md#early-stop)."""
     import shutil
 
     d = trained[0]
@@ -172,7 +173,7 @@ def test_search_with_an_untrained_generator_ends_with_one_line(trained, monkeypa
               space="ofa_mbv3")
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert err[0].startswith("error: mine: stopped early: 0 valid and 0 unique of 1,000 decoded graphs"), err
+    assert err[0].startswith("error: mine: stopped early: 0 valid and 0 unique of 300 decoded graphs"), err
     assert "the generator looks under-trained" in err[0] and "--constrained-decoding" in err[0]
 
 

@@ -199,21 +199,22 @@ def test_yield_verdict_rules():
     assert "gives about 20 of the 500 requested" in line
     assert yield_verdict(10_000, 500, 300, 500, 200_000) is None  # on course
     assert yield_verdict(100, 0, 0, 5, 1_000) is not None  # a tenth of a small cap
+    assert yield_verdict(299, 0, 0, 200, 10_000, judge_at=300) is None
+    assert yield_verdict(300, 0, 0, 200, 10_000, judge_at=300) is not None
     assert "--constrained-decoding" not in yield_verdict(10_000, 10, 1, 500, 200_000, constrained=True)
     assert yield_verdict(200, 150, 100, 500, 200).startswith(
         "reached the cap with 150 valid and 100 unique of 200 decoded graphs (500 requested); the generator")
 
 
 def test_untrained_generator_stops_early_with_a_reason_in_both_loops():
-    """An untrained OFA generator decodes nothing valid: the pooled loop stops after a tenth of its
-    cap (1,000 pooled sets) instead of 10,000, with the reason. An untrained NB201 generator asked
-    for more than its yield can give within the cap stops after 10,000 decoded graphs."""
+    """An untrained OFA generator decodes nothing valid: the pooled loop stops after 300 pooled sets
+    (30,000 resampled sets) instead of its cap of 10,000, with the reason. An untrained NB201
+    generator asked for more than its yield can give within the cap stops after 10,000 decoded graphs."""
     t = target(classes=2, rows=25)
     runner = runner_for(OFA, hs=8)
-    tc = MetaTestConfig(data_names=("toy",), gen_batch_size=2)
-    res = runner.search(generator(OFA, hs=8), predictor(OFA, hs=8), t, 50, tc)
-    assert res.archs == [] and res.decoded == 1_000
-    assert res.stop_reason.startswith("stopped early: 0 valid and 0 unique of 1,000 decoded graphs")
+    res = runner.search(generator(OFA, hs=8), predictor(OFA, hs=8), t, 50, MetaTestConfig(data_names=("toy",)))
+    assert res.archs == [] and res.decoded == 300
+    assert res.stop_reason.startswith("stopped early: 0 valid and 0 unique of 300 decoded graphs")
     runner = runner_for(NB201)
     res = runner.generate(generator(NB201), t, 15_000, MetaTestConfig(data_names=("toy",)))
     assert res.decoded == 10_000 and 0 < len(res.archs) < 15_000

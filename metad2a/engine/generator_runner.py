@@ -39,8 +39,15 @@ CHUNK_SETS = 1_000
 POOLED_CHUNK = 256
 POOLED_CHUNK_ROWS = 2_000_000
 # Early stop (docs/fidelity.md#early-stop): the yield is judged after this many decoded graphs, or
-# after a tenth of the cap when that is fewer.
+# after a tenth of the cap, or after this many resampled sets encoded (the pooled loop encodes 100 per
+# graph), whichever comes first.
 VERDICT_DECODED = 10_000
+VERDICT_SETS = 30_000
+
+
+def verdict_point(cap: int, sets_per_graph: int = 1) -> int:
+    """Decoded graphs after which the yield is judged (``yield_verdict``)."""
+    return max(1, min(VERDICT_DECODED, cap // 10, VERDICT_SETS // max(sets_per_graph, 1)))
 
 
 @dataclass
@@ -67,13 +74,13 @@ class SearchResult:
     stop_reason: str | None = None  # see ``Generation``
 
 
-def yield_verdict(decoded: int, valid: int, unique: int, wanted: int, cap: int,
+def yield_verdict(decoded: int, valid: int, unique: int, wanted: int, cap: int, judge_at: int | None = None,
                   constrained: bool = False) -> str | None:
     """Why generation should stop before ``wanted`` architectures, or None (docs/fidelity.md#early-stop).
 
-    At the cap of ``cap`` decoded graphs it stops. Before, the yield is judged once
-    ``min(VERDICT_DECODED, cap // 10)`` graphs are decoded: stop when none was valid, or when even
-    the unique rate so far (which only falls as repeats accumulate) would not give ``wanted``
+    At the cap of ``cap`` decoded graphs it stops. Before, the yield is judged once ``judge_at``
+    graphs are decoded (default ``verdict_point(cap)``): stop when none was valid, or when even the
+    unique rate so far (which only falls as repeats accumulate) would not give ``wanted``
     architectures within the cap.
     """
     if unique >= wanted:
@@ -81,7 +88,7 @@ def yield_verdict(decoded: int, valid: int, unique: int, wanted: int, cap: int,
     counts = f"{valid:,} valid and {unique:,} unique of {decoded:,} decoded graphs"
     if decoded >= cap:
         why = f"reached the cap with {counts} ({wanted:,} requested)"
-    elif decoded < max(1, min(VERDICT_DECODED, cap // 10)):
+    elif decoded < (verdict_point(cap) if judge_at is None else judge_at):
         return None
     elif valid == 0:
         why = f"stopped early: {counts} ({wanted:,} requested)"
@@ -104,8 +111,9 @@ class _Collector:
     sequence not seen before reaches the space's codec (``arch_from_types``, ``arch_key``).
     """
 
-    def __init__(self, space: Any, wanted: int, cap: int, constrained: bool) -> None:
+    def __init__(self, space: Any, wanted: int, cap: int, constrained: bool, sets_per_graph: int = 1) -> None:
         self.space, self.wanted, self.cap, self.constrained = space, wanted, cap, constrained
+        self.judge_at = verdict_point(cap, sets_per_graph)
         self.archs: list[Any] = []
         self.seen_types: set[tuple[int, ...]] = set()
         self.seen: set[str] = set()
@@ -155,7 +163,7 @@ class _Collector:
                     return b, kept
             r += nvalid
             self.stop_reason = yield_verdict(self.decoded, self.valid, len(self.archs), self.wanted, self.cap,
-                                             self.constrained)
+                                             self.judge_at, self.constrained)
             if self.stop_reason is not None:
                 return b, kept
         return None, kept
@@ -300,7 +308,7 @@ class GeneratorRunner(Runner):
         constraints = self._constraints(tc)
         Pg, Pp = self._projected(model, target), self._projected(predictor, target)
         bs, cap = tc.gen_batch_size, self.loop.max_pooled_batches
-        col = _Collector(self.space, num_gen_arch, cap, tc.constrained_decoding)
+        col = _Collector(self.space, num_gen_arch, cap, tc.constrained_decoding, sets_per_graph=bs)
         rows = bs * target.info.num_classes * target.num_sample  # feature rows of one pooled set
         most = max(1, min(POOLED_CHUNK, POOLED_CHUNK_ROWS // rows))
         scores: list[float] = []
