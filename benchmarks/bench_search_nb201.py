@@ -203,9 +203,10 @@ def main() -> None:
     quality = (constrained_vs_free(weak_label, weak, pred, 512, target, max(1, runs // 3), a.want, table)
                + constrained_vs_free(trained_label, trained, pred, 512, target, max(1, runs // 3), a.want, table))
 
-    cmd = "python benchmarks/bench_search_nb201.py" + (" --quick" if a.quick else "")
+    cmd = ("python benchmarks/bench_search_nb201.py" + (" --quick" if a.quick else "")
+           + (f" --threads {a.threads}" if a.threads != 2 else ""))
     lines = [f"```bash\n{cmd}\n```", "",
-             f"Measured on {machine()}; torch {torch.__version__}, {a.threads} threads; data: {source}. "
+             f"Measured on {machine()}; torch {torch.__version__}, {a.threads} thread(s); data: {source}. "
              f"Other jobs shared the machine: before and after ran back to back per run (same seed, same "
              f"architectures checked), figures are medians (min–max) over {runs} runs. The lead re-runs this "
              f"on a quiet machine.", "",
