@@ -175,6 +175,11 @@ class _Collector:
 class GeneratorRunner(Runner):
     kind = "generator"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # per model: (model, target, weights' versions, per-row projections of the target's rows)
+        self._projections: dict[int, tuple[Any, Any, tuple[int, ...], torch.Tensor]] = {}
+
     # ------------------------------------------------------------------ meta-training
     def meta_train(self, tc: TrainConfig) -> dict:
         model, db = self.prepare_meta_train()
@@ -244,7 +249,7 @@ class GeneratorRunner(Runner):
         mab = model.intra_setpool.enc[0].mab
         version = tuple(p._version for p in (mab.fc_q.weight, mab.fc_q.bias, mab.fc_k.weight, mab.fc_k.bias,
                                              mab.fc_v.weight, mab.fc_v.bias))
-        cache = self.__dict__.setdefault("_projections", {})
+        cache = self._projections
         hit = cache.get(id(model))
         if hit is not None and hit[0] is model and hit[1] is target and hit[2] == version:
             return hit[3]
@@ -253,6 +258,26 @@ class GeneratorRunner(Runner):
                            for f in target.feats[: target.info.num_classes]])
         cache[id(model)] = (model, target, version, P)
         return P
+
+    def _draw(self, model: GeneratorModel, target: TargetDataset, batches: int, batch_size: int, pooled: bool,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], list]:
+        """The random numbers of ``batches`` loader batches, drawn in the plain loop's order: each
+        batch's resampled sets (as row indices), then its decoding uniforms (one graph per set, or
+        one per batch when ``pooled``).
+
+        Returns:
+            (row indices [batches * batch_size, C*n], or [batches, batch_size * C*n] when pooled;
+            the uniforms of all graphs; the random state after each batch, for ``restore_rng_state``).
+        """
+        idx, type_u, edge_u, states = [], [], [], []
+        for _ in range(batches):
+            rows = target.sample_indices(batch_size, generator)
+            idx.append(rows.reshape(1, -1) if pooled else rows)
+            tu, eu = model.draw_uniforms(1 if pooled else batch_size, self.device, generator)
+            type_u.append(tu)
+            edge_u.append(eu)
+            states.append(rng_state(generator, self.device))
+        return torch.cat(idx).to(self.device), (torch.cat(type_u), torch.cat(edge_u)), states
 
     def _progress(self, target: TargetDataset, num_gen_arch: int) -> Progress:
         return Progress(num_gen_arch, f"generate {target.name}", unit="unique", rate_of="decoded")
@@ -281,17 +306,11 @@ class GeneratorRunner(Runner):
         with self._progress(target, num_gen_arch) as bar:
             while drawn < cap and not col.done:
                 k = min(col.units(bs, math.ceil(num_gen_arch / bs), per_chunk), cap - drawn)
-                idx, type_u, edge_u, states = [], [], [], []
-                for _ in range(k):
-                    idx.append(target.sample_indices(bs, generator))
-                    tu, eu = model.draw_uniforms(bs, self.device, generator)
-                    type_u.append(tu)
-                    edge_u.append(eu)
-                    states.append(rng_state(generator, self.device))
+                idx, uniforms, states = self._draw(model, target, k, bs, False, generator)
                 drawn += k
                 with torch.no_grad():
-                    mu, _ = model.set_encode_projected(P, torch.cat(idx).to(self.device))
-                    g = model.decode(mu, uniforms=(torch.cat(type_u), torch.cat(edge_u)), constraints=constraints)
+                    mu, _ = model.set_encode_projected(P, idx)
+                    g = model.decode(mu, uniforms=uniforms, constraints=constraints)
                 before = len(col.archs)
                 last, _ = col.consume(g, bs)
                 bar.update(len(col.archs) - before, **col.counts())
@@ -316,22 +335,15 @@ class GeneratorRunner(Runner):
         with self._progress(target, num_gen_arch) as bar:
             while drawn < cap and not col.done:
                 k = min(col.units(1, min(8, num_gen_arch), most), cap - drawn)
-                idx, type_u, edge_u, states = [], [], [], []
-                for _ in range(k):
-                    # Reproduction quirk (docs/fidelity.md#pooled-search): the original adds a leading
-                    # axis to the loader batch of 100 resampled sets, so the set encoder sees ONE set in
-                    # which all 100*C class groups are pooled together by the inter-class pooling -> one
-                    # latent, one graph.
-                    idx.append(target.sample_indices(bs, generator).reshape(1, -1))
-                    tu, eu = model.draw_uniforms(1, self.device, generator)
-                    type_u.append(tu)
-                    edge_u.append(eu)
-                    states.append(rng_state(generator, self.device))
+                # Reproduction quirk (docs/fidelity.md#pooled-search): the original adds a leading axis
+                # to the loader batch of 100 resampled sets, so the set encoder sees ONE set in which
+                # all 100*C class groups are pooled together by the inter-class pooling -> one latent,
+                # one graph. Here: k such pooled sets, each one row of `pooled`.
+                pooled, uniforms, states = self._draw(model, target, k, bs, True, generator)
                 drawn += k
-                pooled = torch.cat(idx).to(self.device)  # [k, 100*C*n] rows of k pooled sets
                 with torch.no_grad():
                     mu, _ = model.set_encode_projected(Pg, pooled)
-                    g = model.decode(mu, uniforms=(torch.cat(type_u), torch.cat(edge_u)), constraints=constraints)
+                    g = model.decode(mu, uniforms=uniforms, constraints=constraints)
                 before = len(col.archs)
                 last, kept = col.consume(g, 1)  # the original also scores the others; the result is never used
                 if kept:
