@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "metad2a"
+SHARED = Path(os.environ.get("METAD2A_SHARED_DATA", REPO.parent / "shared" / "data")) / "metad2a"
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402

@@ -122,7 +122,8 @@ def run(argv: list[str] | None, space_name: str) -> int:
     run_dir = paths.run_dir(rc.save_path, rc.model)
     if args.test:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
-                            num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch)
+                            num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
+                            constrained_decoding=args.constrained_decoding)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)
         try:
             runner.meta_test(tc)

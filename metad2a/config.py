@@ -72,6 +72,7 @@ class MetaTestConfig:
     gen_batch_size: int = 100  # resampled sets per decoding batch (original: 100)
     pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10)
     max_gen_batches: int = 2000  # cap on decoding batches per run (the original has ~none)
+    constrained_decoding: bool = False  # decode only valid architectures (docs/fidelity.md#constrained-decoding)
 
 
 def to_dict(*configs: Any) -> dict[str, Any]:

@@ -67,6 +67,9 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--overwrite", action="store_true",
       help="new: delete the meta-training run already in --save-path (checkpoints, resume_state.pt, "
            "results.jsonl, log) and train from scratch")
+    a("--constrained-decoding", "--constrained_decoding", dest="constrained_decoding", action="store_true",
+      help="new: at search time decode only graphs that are valid architectures of the space (masks "
+           "impossible vertex types and edges and renormalises the rest); off by default, as in the original")
     for f in space.extra_flags:
         _add_flag(p, f)
     return p

@@ -31,3 +31,24 @@ def stable_seed(*parts: Any) -> int:
 def subset_generator(seed: int, class_index: int) -> torch.Generator:
     """The generator that draws class ``class_index``'s seeded subset of images under ``seed``."""
     return torch.Generator().manual_seed(seed * 1_000_003 + class_index)
+
+
+def rng_state(generator: torch.Generator | None, device: torch.device | str | None = None) -> Any:
+    """A snapshot of the random state that draws on ``device`` consume: ``generator``'s, or torch's
+    global CPU state (plus the CUDA device's, for draws made there) when ``generator`` is None."""
+    if generator is not None:
+        return generator, generator.get_state()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+    return None, torch.get_rng_state(), dev, cuda
+
+
+def restore_rng_state(state: Any) -> None:
+    """Return the random state to a ``rng_state`` snapshot: draws made since are undone."""
+    if state[0] is not None:
+        state[0].set_state(state[1])
+        return
+    _, cpu, dev, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, dev)

@@ -80,6 +80,9 @@ def test_search_cifar10_generator_then_predictor(trained):
         secs, archs = read_archive(out / "generated_arch" / f"run_{k}.txt")
         assert len(archs) == len(set(archs)) == 8 and all(nb.arch_str_to_ops(a) for a in archs)
     assert (out / "time.txt").read_text().startswith("generator elasped time ")
+    gen = json.loads((out / "generation.json").read_text())  # docs/data.md#generation-json
+    assert [r["run"] for r in gen["runs"]] == list(range(1, 11)) and gen["constrained_decoding"] is False
+    assert all(r["unique"] == 8 <= r["valid"] <= r["decoded"] and r["stop_reason"] is None for r in gen["runs"])
     p = run_main(d, "--gpu", "cpu", "--model", "predictor", "--hs", "512", "--nz", "56", "--test",
                  "--num-gen-arch", "8", "--data-name", "cifar10")
     arch_lines = (out / "best_arch" / "architecture.txt").read_text().splitlines()

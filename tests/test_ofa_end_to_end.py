@@ -132,6 +132,7 @@ def test_search_readme_command(trained):
         run = result["runs"][k - 1]
         assert run["scores"] == sorted(run["scores"], reverse=True) and run["top1_arch"] == lines[0]
         assert run["decoded"] == 2  # one graph per pooled batch of 100 sets
+        assert run["valid"] == run["unique"] == 2 and run["stop_reason"] is None
     assert result["top1_arch"] == result["runs"][0]["top1_arch"]
     assert result["runs"][0]["top1_predicted_acc"] is not None  # our predictor has a sidecar with mean/std
     time_txt = (out / "time.txt").read_text()
@@ -156,3 +157,39 @@ def test_search_per_set_own_dataset_in_process(trained, monkeypatch):
     assert len(set(lines)) == 4 and lines[0] == run["top1_arch"]
     cfg = json.loads((d / "results" / "generator" / "config_test.json").read_text())
     assert cfg["OfaOptions"]["ofa_per_set"] is True and cfg["LoopStyle"]["pooled_search"] is False
+
+
+def test_search_with_an_untrained_generator_ends_with_one_line(trained, monkeypatch, capsys):
+    """A 1-epoch generator decodes no valid subnet: the pooled loop stops after 300 pooled sets of 100
+    resampled sets (not its cap of 10,000) with one line that says why and what to do
+    (docs/fidelity.md#early-stop)."""
+    import shutil
+
+    d = trained[0]
+    model_dir = d / "results" / "generator" / "model"
+    shutil.copy(model_dir / "ckpt_1.pt", model_dir / "ckpt_1001.pt")
+    monkeypatch.chdir(d)
+    rc = main("--gpu cpu --model generator --test --load-epoch 1001 --num-gen-arch 2 --data-name mine".split(),
+              space="ofa_mbv3")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith("error: mine: stopped early: 0 valid and 0 unique of 300 decoded graphs"), err
+    assert "the generator looks under-trained" in err[0] and "--constrained-decoding" in err[0]
+
+
+def test_constrained_decoding_with_a_one_epoch_generator(trained, monkeypatch):
+    d = trained[0]
+    monkeypatch.chdir(d)
+    assert main("--gpu cpu --model generator --test --load-epoch 1 --num-gen-arch 5 --data-name mine "
+                "--constrained-decoding".split(), space="ofa_mbv3") == 0
+    out = d / "results" / "meta_test" / "mine" / "5"
+    result = json.loads((out / "result.json").read_text())
+    assert result["constrained_decoding"] is True
+    run = result["runs"][0]
+    assert run["unique"] == 5 and run["valid"] == run["decoded"] and run["stop_reason"] is None
+    gen = json.loads((out / "generation.json").read_text())
+    assert gen["constrained_decoding"] is True and gen["runs"][0]["unique"] == 5
+    _, lines = read_archive(out / "generated_arch" / "run_1.txt", first_token=False)
+    assert len(set(lines)) == 5 and all(ofa.arch_str_to_dict(ln) for ln in lines)
+    cfg = json.loads((d / "results" / "generator" / "config_test.json").read_text())
+    assert cfg["MetaTestConfig"]["constrained_decoding"] is True

@@ -198,8 +198,9 @@ def setup(tmp_path):
     rc = RunConfig(space="ofa_mbv3", model="generator", test=True, save_path=tmp_path)
     runner = GeneratorRunner(OFA, rc, ModelConfig(hs=8, nz=8, nvt=ofa.NVT, max_n=ofa.MAX_N), torch.device("cpu"))
     calls = {"encode": [], "decode": []}
-    enc, dec = gen.set_encode, gen.decode
-    gen.set_encode = lambda x: calls["encode"].append(tuple(x.shape)) or enc(x)
+    enc, dec, enc_rows = gen.set_encode, gen.decode, gen.set_encode_projected
+    # the search encodes sets from the dataset's per-row projections, given by row indices
+    gen.set_encode_projected = lambda P, idx: calls["encode"].append(tuple(idx.shape)) or enc_rows(P, idx)
     gen.decode = lambda z, **k: calls["decode"].append(tuple(z.shape)) or dec(z, **k)
     return runner, gen, pred, target, calls, enc, dec
 
@@ -213,8 +214,9 @@ def test_pooled_search_one_graph_per_100_sets(setup):
     tc = MetaTestConfig(data_names=("toy",))
     assert runner.loop.pooled_search  # the default: the original loop
     res = runner.search(gen, pred, target, 3, tc, generator=torch.Generator().manual_seed(0))
-    # ONE set of 100 * 3 classes * 20 rows per loader batch -> one latent -> one graph
-    assert calls["encode"] == [(1, 100 * 3 * 20, 16)] * 3 and calls["decode"] == [(1, 8)] * 3
+    # ONE set of 100 * 3 classes * 20 rows per loader batch -> one latent -> one graph; the three
+    # pooled sets are encoded and decoded together (docs/fidelity.md#chunked-search)
+    assert calls["encode"] == [(3, 100 * 3 * 20)] and calls["decode"] == [(3, 8)]
     assert res.decoded == 3 and len({ofa.arch_dict_to_str(a) for a in res.archs}) == 3
     assert res.scores == sorted(res.scores, reverse=True)
     # replay the first batch: the score uses the pooled set and the decoded graph's sampled edges
@@ -238,7 +240,7 @@ def test_per_set_search_one_graph_per_set(setup):
     runner = GeneratorRunner(OFA, runner.run, runner.mc, runner.device, OfaOptions(ofa_per_set=True))
     tc = MetaTestConfig(data_names=("toy",), pred_num_sets=10)
     res = runner.search(gen, pred, target, 3, tc, generator=torch.Generator().manual_seed(0))
-    assert calls["encode"] == [(100, 3 * 20, 16)] and calls["decode"] == [(100, 8)]
+    assert calls["encode"] == [(100, 3 * 20)] and calls["decode"] == [(100, 8)]
     assert res.decoded == 100 and res.scores == sorted(res.scores, reverse=True)
     # replay: the first 3 unique archs of the batch, scored on canonical chains over 10 common sets
     g0 = torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 from metad2a import paths
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel
-from metad2a.data.sets import check_rows, sample_batch
+from metad2a.data.sets import check_rows, sample_batch, sample_rows
 from metad2a.errors import DataFileError
 
 HOW_TO_GET_FEATURES = (
@@ -34,6 +34,21 @@ class TargetDataset:
         """``count`` independent resamples: classes 0..C-1 in order, ``num_sample`` distinct random rows
         each -> [count, C*num_sample, D]."""
         return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator)
+
+    def rows(self) -> torch.Tensor:
+        """The feature rows of the used classes 0..C-1, concatenated in class order: [R, D]."""
+        return torch.cat(self.feats[: self.info.num_classes]).float()
+
+    def sample_indices(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``sample`` as indices into ``rows()``: the same random draws and the same sets, i.e.
+        ``rows()[sample_indices(k, g)]`` equals ``sample(k, g)`` for an equal generator state
+        -> [count, C*num_sample] long."""
+        sizes = [f.size(0) for f in self.feats[: self.info.num_classes]]
+        offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+        idx = sample_rows(sizes * count, self.num_sample, generator)  # [count*C, n]
+        idx = idx + offsets.repeat(count)[:, None]
+        return idx.reshape(count, -1)
+
 
 def load_target(data_path: Path, name: str, num_sample: int, info: DatasetInfo,
                 feature_dim: int | None = None) -> TargetDataset:

@@ -20,22 +20,30 @@ def check_rows(feats: Sequence[torch.Tensor], classes: Sequence[int], num_sample
         )
 
 
+def sample_rows(sizes: Sequence[int], num_sample: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``num_sample`` distinct row indices, uniformly at random, for each of ``len(sizes)`` classes of
+    ``sizes[i]`` rows: [len(sizes), num_sample].
+
+    The random draws are made in one call: each class takes the rows with the ``num_sample``
+    largest of uniform keys drawn over its rows (as the original's randperm, another stream).
+    """
+    sizes_t = torch.tensor(list(sizes))
+    keys = torch.rand(len(sizes_t), int(sizes_t.max()), generator=generator)
+    if int(sizes_t.min()) != keys.size(1):  # rows a class does not have
+        keys[torch.arange(keys.size(1))[None, :] >= sizes_t[:, None]] = -1.0
+    return keys.topk(num_sample, dim=1).indices
+
+
 def sample_batch(feats: Sequence[torch.Tensor], class_lists: Sequence[Sequence[int]], num_sample: int,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """One set per class list (all lists of equal length): [B, C*n, D].
 
-    ``num_sample`` distinct rows per class, uniformly at random (as the original's randperm), with
-    the random draws made in one call: each (item, class) pair takes the rows with the
-    ``num_sample`` largest of uniform keys drawn over its class's rows.
+    ``num_sample`` distinct rows per class, uniformly at random (``sample_rows``).
     """
     if len({len(cl) for cl in class_lists}) > 1:
         raise ValueError("all sets of one batch must have the same number of classes")
     pairs = [c for cl in class_lists for c in cl]
-    sizes = torch.tensor([feats[c].size(0) for c in pairs])
-    keys = torch.rand(len(pairs), int(sizes.max()), generator=generator)
-    keys[torch.arange(keys.size(1))[None, :] >= sizes[:, None]] = -1.0  # rows a class does not have
-    idx = keys.topk(num_sample, dim=1).indices
+    idx = sample_rows([feats[c].size(0) for c in pairs], num_sample, generator)
     # index_select, not t[i]: advanced indexing is orders of magnitude slower here on large tensors
     rows = torch.stack([feats[c].index_select(0, i) for c, i in zip(pairs, idx)])  # [B*C, n, D]
     return rows.reshape(len(class_lists), -1, rows.size(-1)).float()
-

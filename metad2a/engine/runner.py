@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from metad2a.config import ModelConfig, RunConfig
 from metad2a.data.meta_train import Batch, RaggedBatch
+from metad2a.log import Progress, progress_iter
 from metad2a.models.factory import ModelKind, build_model, load_trained
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
@@ -92,10 +92,9 @@ class Runner:
                 "feature_dim": model.feature_dim, **extra}
 
     @staticmethod
-    def epoch_batches(db: Any, mode: str, batch_size: int, desc: str) -> Iterator[tuple[Any, tqdm]]:
-        """The batches of one epoch over split ``mode`` (shuffled for training) with a progress bar;
-        yields ``(batch, bar)`` so that the caller can set the bar's text."""
-        with tqdm(db.batches(mode, batch_size, shuffle=mode == "train"), total=db.num_batches(mode, batch_size),
-                  desc=desc, leave=False, disable=None) as bar:
-            for batch in bar:
-                yield batch, bar
+    def epoch_batches(db: Any, mode: str, batch_size: int, desc: str) -> Iterator[tuple[Any, Progress]]:
+        """The batches of one epoch over split ``mode`` (shuffled for training) with a progress
+        display (a bar in a terminal, a log line every 10 s otherwise); yields ``(batch, progress)``
+        so that the caller can set its text."""
+        yield from progress_iter(db.batches(mode, batch_size, shuffle=mode == "train"),
+                                 db.num_batches(mode, batch_size), desc, unit="batch")

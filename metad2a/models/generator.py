@@ -9,17 +9,36 @@ Shape legend: ``b`` tasks, ``c`` classes, ``s`` samples per class, ``d`` feature
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metad2a.nn.dvae import DVAEBase
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.nn.set_pool import SetPool, encode_dataset
+from metad2a.nn.set_pool import SetPool, encode_dataset, encode_projected
 
 # Reproduction constants of the original (no annealing, no tuning flags).
 EPS_SCALE = 0.01  # reparameterisation noise is scaled down 100x: the "VAE" is nearly deterministic
 KL_BETA = 0.005  # fixed KL weight
+
+
+class DecodeConstraints(Protocol):
+    """What constrained decoding may decode (docs/fidelity.md#constrained-decoding); a search
+    space provides it, the model only applies it.
+
+    ``type_mask(position, types)``: the vertex types allowed at ``position`` given the types so
+    far ``types`` [n, position] -> [n, nvt] bool.
+    ``edge_mask(position, types)``: for the new vertex at ``position`` (its type included in
+    ``types`` [n, position + 1]), which edges from the earlier vertices are allowed and which are
+    required -> two [n, position] bool tensors. Edges into the end vertex are always the joins of
+    the vertices left without an out-edge, as in unconstrained decoding.
+    """
+
+    def type_mask(self, position: int, types: torch.Tensor) -> torch.Tensor: ...
+
+    def edge_mask(self, position: int, types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class GeneratorModel(DVAEBase):
@@ -83,6 +102,15 @@ class GeneratorModel(DVAEBase):
     def set_encode(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [b, c*s, d] -> (mu, logvar), each [b, z]."""
         v = encode_dataset(self.intra_setpool, self.inter_setpool, X, self.num_sample)
+        return self.fc1(v), self.fc2(v)
+
+    def project_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The encoder's per-row work for feature rows [R, d] -> [R, 3*z] (``set_encode_projected``)."""
+        return self.intra_setpool.project(rows)
+
+    def set_encode_projected(self, P: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``set_encode(rows[idx])`` given ``P = project_rows(rows)``; ``idx`` [b, c*s] -> (mu, logvar)."""
+        v = encode_projected(self.intra_setpool, self.inter_setpool, P, idx, self.num_sample)
         return self.fc1(v), self.fc2(v)
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -161,6 +189,7 @@ class GeneratorModel(DVAEBase):
         stochastic: bool = True,
         uniforms: tuple[torch.Tensor, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        constraints: DecodeConstraints | None = None,
     ) -> GraphBatch:
         """Decode one graph per latent row, vertex by vertex (docs/fidelity.md#generator-decoding).
 
@@ -174,6 +203,9 @@ class GeneratorModel(DVAEBase):
             stochastic: sample (the original always does); False takes argmax / ``p > 0.5``.
             uniforms: pre-drawn ``draw_uniforms`` output, to reproduce a decode exactly.
             generator: torch RNG for the draws when ``uniforms`` is None.
+            constraints: constrained decoding (docs/fidelity.md#constrained-decoding): types and
+                edges outside ``constraints`` get probability 0, the others are renormalised
+                (required edges are always added); the random draws are the same.
 
         Returns:
             GraphBatch with ``num_vertices`` < max_n for graphs that ended early.
@@ -193,6 +225,11 @@ class GeneratorModel(DVAEBase):
                 new_t = torch.full((n,), self.end_type, dtype=torch.long, device=dev)
             else:
                 logits = self.add_vertex(last)
+                if constraints is not None:
+                    allowed = constraints.type_mask(idx, types[:, :idx])
+                    # a row with nothing allowed (a graph already finished) is left unconstrained
+                    allowed = allowed | ~allowed.any(1, keepdim=True)
+                    logits = logits.masked_fill(~allowed, float("-inf"))
                 if stochastic:
                     cdf = torch.softmax(logits, 1).cumsum(1)
                     cdf = cdf / cdf[:, -1:]
@@ -208,17 +245,30 @@ class GeneratorModel(DVAEBase):
             x = self._one_hot(new_t)
             h_in = h.new_zeros(n, self.hs)
             h = self.grud(x, h_in) * act
+            fixed = False  # every edge decided by the constraints: no edge probability is needed
+            if constraints is not None:
+                edge_ok, edge_must = constraints.edge_mask(idx, types[:, : idx + 1])
+                fixed = not bool((edge_ok & ~edge_must).any())
             for vi in range(idx - 1, -1, -1):
-                p = self._edge_prob(states[vi], h).squeeze(1)
+                if not fixed:
+                    p = self._edge_prob(states[vi], h).squeeze(1)
                 if vi == idx - 1 and bool(is_end.any()):
                     # a new end vertex is joined from every loose end and the graph is finished
                     loose = is_end[:, None] & ~adj[:, :idx, :].any(2)  # [n, idx]
                     adj[:, :idx, idx] |= loose
                     h_in = h_in + torch.einsum("nk,knh->nh", loose.to(h.dtype), torch.stack(msgs[:idx]))
-                decide = edge_u[:, idx, vi] < p if stochastic else p > 0.5
+                if fixed:
+                    decide = edge_must[:, vi]
+                else:
+                    decide = edge_u[:, idx, vi] < p if stochastic else p > 0.5
+                    if constraints is not None:
+                        decide = (decide & edge_ok[:, vi]) | edge_must[:, vi]
                 decide = decide & active & ~is_end
                 adj[:, vi, idx] |= decide
                 h_in = h_in + decide.to(h.dtype)[:, None] * msgs[vi]
+                if not fixed:
+                    h = self.grud(x, h_in) * act
+            if fixed:  # the state after the last edge, as the per-edge updates would end with
                 h = self.grud(x, h_in) * act
             finished = finished | is_end
             states.append(h)

@@ -13,7 +13,7 @@ from torch import nn
 
 from metad2a.nn.dvae import DVAEBase
 from metad2a.nn.graph_batch import GraphBatch
-from metad2a.nn.set_pool import SetPool, encode_dataset
+from metad2a.nn.set_pool import SetPool, encode_dataset, encode_projected
 
 
 class PredictorModel(DVAEBase):
@@ -67,6 +67,14 @@ class PredictorModel(DVAEBase):
     def set_encode(self, X: torch.Tensor) -> torch.Tensor:
         """Features [b, c*s, d] -> dataset embedding ``D_mu`` [b, z]."""
         return encode_dataset(self.intra_setpool, self.inter_setpool, X, self.num_sample)
+
+    def project_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The encoder's per-row work for feature rows [R, d] -> [R, 3*z] (``set_encode_projected``)."""
+        return self.intra_setpool.project(rows)
+
+    def set_encode_projected(self, P: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``set_encode(rows[idx])`` given ``P = project_rows(rows)``; ``idx`` [b, c*s] -> [b, z]."""
+        return encode_projected(self.intra_setpool, self.inter_setpool, P, idx, self.num_sample)
 
     def graph_encode(self, graphs: GraphBatch) -> torch.Tensor:
         """Bidirectional D-VAE encoding -> ``G_mu = fc1(hg_unify([h_fwd(last), h_bwd(0)]))`` [b, z]."""

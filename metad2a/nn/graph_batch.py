@@ -123,3 +123,21 @@ class GraphBatch:
         ok_in = ((indeg > 0) | is_start | ~exists).all(1)
         ok_out = ((outdeg > 0) | is_end | ~exists).all(1)
         return (is_start.sum(1) == 1) & (is_end.sum(1) == 1) & ok_in & ok_out & forward_only
+
+    def type_key(self, nvt: int) -> torch.Tensor:
+        """An exact identity of each graph's vertex types, as integers: [n, w] int64.
+
+        The types (and the vertex count) are packed into as few 62-bit words as they fit: two
+        graphs have equal rows iff they have the same vertex count and the same types. Used to
+        de-duplicate decoded graphs on tensors when the architecture depends on the types alone.
+        """
+        exists = torch.arange(self.max_n, device=self.device)[None, :] < self.num_vertices[:, None]
+        digits = torch.cat([torch.where(exists, self.types, 0), self.num_vertices[:, None]], 1)  # [n, m+1]
+        bits = max(nvt - 1, self.max_n, 1).bit_length()
+        per_word = 62 // bits
+        shifts = torch.arange(per_word, device=self.device) * bits
+        words = []
+        for i in range(0, digits.size(1), per_word):
+            part = digits[:, i: i + per_word]
+            words.append((part << shifts[: part.size(1)]).sum(1))
+        return torch.stack(words, 1)

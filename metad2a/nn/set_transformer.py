@@ -41,12 +41,21 @@ class MAB(nn.Module):
     def forward(self, Q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         """``Q`` [b, m, dim_Q], ``K`` [b, n, dim_K] -> [b, m, dim_V]."""
         if Q is K:  # self-attention (SAB): one matmul for the three projections, same numbers
-            w = torch.cat([self.fc_q.weight, self.fc_k.weight, self.fc_v.weight])
-            b = torch.cat([self.fc_q.bias, self.fc_k.bias, self.fc_v.bias])
-            Q, K, V = F.linear(Q, w, b).split(self.dim_V, -1)
-        else:
-            Q = self.fc_q(Q)
-            K, V = self.fc_k(K), self.fc_v(K)
+            return self.attend(*self.project_self(Q).split(self.dim_V, -1))
+        return self.attend(self.fc_q(Q), self.fc_k(K), self.fc_v(K))
+
+    def project_self(self, X: torch.Tensor) -> torch.Tensor:
+        """The self-attention projections ``[fc_q(X), fc_k(X), fc_v(X)]`` in one matmul: [..., 3*dim_V].
+
+        Row-wise: each row's output depends on that row alone, so it may be computed once per row
+        of a feature file and gathered for every set that contains the row (``SetPool.project``).
+        """
+        w = torch.cat([self.fc_q.weight, self.fc_k.weight, self.fc_v.weight])
+        b = torch.cat([self.fc_q.bias, self.fc_k.bias, self.fc_v.bias])
+        return F.linear(X, w, b)
+
+    def attend(self, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """The block given projected queries [b, m, dim_V], keys and values [b, n, dim_V]."""
         b = Q.size(0)
         split = self.dim_V // self.num_heads
         # head-major stacking: [h*b, *, split], all sets of head 0 first, then head 1, ...

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from metad2a.data.catalog import DatasetInfo, resolve_dataset
+from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.reproduction import Reproduction
 
 
@@ -177,6 +178,41 @@ class SearchSpace:
         """A hashable, printable identity of an architecture (uniqueness during generation); also
         the line written for it in ``run_<k>.txt``."""
         return str(arch)
+
+    def valid_mask(self, graphs: GraphBatch) -> torch.Tensor:
+        """The space's acceptance test of decoded graphs on tensors, beyond the generic DAG check
+        (``GraphBatch.dag_valid_mask``): [n] bool, True where ``arch_from_types`` gives an
+        architecture. The default accepts every graph and leaves the decision to ``arch_from_types``."""
+        return torch.ones(len(graphs), dtype=torch.bool, device=graphs.device)
+
+    # ------------------------------------------------------------------ constrained decoding
+    # (docs/fidelity.md#constrained-decoding) The generator applies these masks while it decodes
+    # (``models.generator.DecodeConstraints``); every decoded graph is then valid.
+    def type_mask(self, position: int, types: torch.Tensor) -> torch.Tensor:
+        """The vertex types that can still lead to a valid architecture at ``position`` given the
+        types decoded so far ``types`` [n, position] -> [n, nvt] bool."""
+        raise NotImplementedError(f"{self.name} has no constrained decoding")
+
+    def edge_mask(self, position: int, types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The edges from vertices ``0..position-1`` into the new vertex at ``position`` that are
+        allowed, and those that are required, given the types ``types`` [n, position + 1]
+        -> two [n, position] bool tensors."""
+        raise NotImplementedError(f"{self.name} has no constrained decoding")
+
+    @property
+    def has_constrained_decoding(self) -> bool:
+        """Whether the space implements ``type_mask`` and ``edge_mask``."""
+        return type(self).type_mask is not SearchSpace.type_mask
+
+    def fixed_edge_mask(self, edges: Sequence[tuple[int, int]], position: int,
+                        types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_mask`` of a space whose graphs all have the edges ``edges``: exactly those."""
+        need = torch.zeros(position, dtype=torch.bool, device=types.device)
+        for i, j in edges:
+            if j == position:
+                need[i] = True
+        need = need[None].expand(types.size(0), -1)
+        return need, need
 
     # ------------------------------------------------------------------ protocol hooks
     def options(self, values: Mapping[str, Any]) -> Any:

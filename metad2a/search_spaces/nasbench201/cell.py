@@ -23,6 +23,7 @@ from metad2a.search_spaces.dag import is_valid_dag, make_graph
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 START_TYPE = 0
 END_TYPE = 1
+FIRST_OP_TYPE = 2  # type of OPS[0]; operation types are 2..6
 NVT = 7
 MAX_N = 8
 # Graph vertex i (1..6) <-> cell edge (to_node, from_node).

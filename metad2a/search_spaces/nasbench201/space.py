@@ -23,6 +23,7 @@ from metad2a import paths
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.meta_train import MetaTrainDatabase
+from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import CommandSpec, FlagSpec, GetFiles, SearchSpace
 from metad2a.search_spaces.nasbench201 import cell
 from metad2a.search_spaces.nasbench201.reproduction import NB201_REPRODUCTION
@@ -95,6 +96,29 @@ class NasBench201(SearchSpace):
 
     def arch_edges(self, arch: str) -> tuple[tuple[int, int], ...]:
         return cell.CANONICAL_EDGES
+
+    def valid_mask(self, graphs: GraphBatch) -> torch.Tensor:
+        """``cell.is_valid`` beyond the DAG check, on tensors: 8 vertices, operation types in between."""
+        middle = graphs.types[:, 1:-1]
+        ops = ((middle >= cell.FIRST_OP_TYPE) & (middle < cell.NVT)).all(1)
+        ends = (graphs.types[:, 0] == cell.START_TYPE) & (graphs.types[:, -1] == cell.END_TYPE)
+        return (graphs.num_vertices == cell.MAX_N) & ops & ends
+
+    # ------------------------------------------------------------------ constrained decoding
+    def type_mask(self, position: int, types: torch.Tensor) -> torch.Tensor:
+        """Operation types between the start and the end vertex (docs/fidelity.md#constrained-decoding)."""
+        allowed = torch.zeros(cell.NVT, dtype=torch.bool, device=types.device)
+        if position == 0:
+            allowed[cell.START_TYPE] = True
+        elif position == cell.MAX_N - 1:
+            allowed[cell.END_TYPE] = True
+        else:
+            allowed[cell.FIRST_OP_TYPE:] = True
+        return allowed[None].expand(types.size(0), -1)
+
+    def edge_mask(self, position: int, types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exactly the canonical cell edges (the only topology NB201 graphs have)."""
+        return self.fixed_edge_mask(cell.CANONICAL_EDGES, position, types)
 
     # ------------------------------------------------------------------ hooks
     def options(self, values: Mapping[str, Any]) -> Nb201Options:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import igraph
+import torch
 from torch import nn
 
 from metad2a import paths
@@ -104,6 +105,41 @@ class OfaMbv3(SearchSpace):
 
     def arch_key(self, arch: Mapping[str, Any]) -> str:
         return subnet.arch_dict_to_str(arch)
+
+    def valid_mask(self, graphs: GraphBatch) -> torch.Tensor:
+        """``subnet.is_valid`` beyond the DAG check, on tensors: 22 vertices, layer types on the
+        slots, one depth group per stage."""
+        t = graphs.types
+        slots = t[:, 1:-1]
+        layers = (slots >= subnet.FIRST_LAYER_TYPE).all(1)
+        group = (slots - subnet.FIRST_LAYER_TYPE).div(subnet.TYPES_PER_DEPTH, rounding_mode="floor")
+        group = group.reshape(len(graphs), subnet.NUM_STAGES, subnet.SLOTS_PER_STAGE)
+        one_depth = (group == group[:, :, :1]).all(2).all(1)
+        ends = (t[:, 0] == subnet.START_TYPE) & (t[:, -1] == subnet.END_TYPE)
+        return (graphs.num_vertices == subnet.MAX_N) & layers & one_depth & ends
+
+    # ------------------------------------------------------------------ constrained decoding
+    def type_mask(self, position: int, types: torch.Tensor) -> torch.Tensor:
+        """Layer types on the slots, and within a stage only the depth group of its first slot
+        (docs/fidelity.md#constrained-decoding)."""
+        n, dev = types.size(0), types.device
+        allowed = torch.zeros(n, subnet.NVT, dtype=torch.bool, device=dev)
+        if position == 0:
+            allowed[:, subnet.START_TYPE] = True
+        elif position == subnet.MAX_N - 1:
+            allowed[:, subnet.END_TYPE] = True
+        elif (position - 1) % subnet.SLOTS_PER_STAGE == 0:  # first slot of a stage: any layer
+            allowed[:, subnet.FIRST_LAYER_TYPE:] = True
+        else:  # later slots: the depth group of the stage's previous slot
+            group = (torch.arange(subnet.NVT, device=dev) - subnet.FIRST_LAYER_TYPE).div(
+                subnet.TYPES_PER_DEPTH, rounding_mode="floor")
+            prev = group[types[:, position - 1]]
+            allowed = (group[None, :] == prev[:, None]) & (torch.arange(subnet.NVT, device=dev) >= subnet.FIRST_LAYER_TYPE)
+        return allowed
+
+    def edge_mask(self, position: int, types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exactly the chain edges."""
+        return self.fixed_edge_mask(subnet.CHAIN_EDGES, position, types)
 
     # ------------------------------------------------------------------ hooks
     def options(self, values: Mapping[str, Any]) -> OfaOptions:

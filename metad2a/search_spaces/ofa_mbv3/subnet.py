@@ -36,7 +36,9 @@ SLOTS_PER_STAGE = 4
 NUM_LAYERS = NUM_STAGES * SLOTS_PER_STAGE  # 20 layer slots
 START_TYPE = 0
 END_TYPE = 1
-NVT = 2 + len(DEPTHS) * len(KS) * len(EXPANDS)  # 29
+FIRST_LAYER_TYPE = 2  # layer types are 2..28
+TYPES_PER_DEPTH = len(KS) * len(EXPANDS)  # 9 layer types per depth group (type - 2) // 9
+NVT = FIRST_LAYER_TYPE + len(DEPTHS) * TYPES_PER_DEPTH  # 29
 MAX_N = NUM_LAYERS + 2  # 22
 # The original OFA CLI counts layer types only: ``--nvt 27`` means 29 vertex types.
 NVT_FLAG = NVT - 2
