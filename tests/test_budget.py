@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import statistics
 
 import pytest
 import torch
@@ -286,3 +287,58 @@ def test_admit_takes_the_first_feasible_in_chunks_no_larger_than_the_room():
     assert admit(list(range(10)), 3, feasible) == [0, 2, 4]
     assert seen == [[0, 1, 2], [3], [4]]
     assert admit([1, 3], 5, feasible) == [] and admit([], 5, feasible) == []
+
+
+# --------------------------------------------------------------------------- the filter inside the search loops
+@pytest.fixture
+def ofa_runner(tmp_path):
+    from metad2a.config import ModelConfig, RunConfig
+    from metad2a.data.catalog import DatasetInfo
+    from metad2a.data.meta_test import TargetDataset
+    from metad2a.data.synthetic import synthetic_features
+    from metad2a.engine.generator_runner import GeneratorRunner
+    from metad2a.search_spaces.ofa_mbv3.space import OfaOptions
+    from tests.test_ofa_pipeline import biased_models
+
+    gen, pred = biased_models()
+    target = TargetDataset("toy", synthetic_features(3, 20, 16, torch.Generator().manual_seed(1)), DatasetInfo(3), 20)
+
+    def runner(per_set: bool) -> GeneratorRunner:
+        return GeneratorRunner(OFA, RunConfig(space=OFA.name, model="generator", test=True, save_path=tmp_path),
+                               ModelConfig(hs=8, nz=8, nvt=ofa.NVT, max_n=ofa.MAX_N), torch.device("cpu"),
+                               OfaOptions(ofa_per_set=per_set))
+
+    return runner, gen, pred, target
+
+
+@pytest.mark.parametrize("per_set", [False, True])
+def test_budget_keeps_the_feasible_subsequence_of_the_unconstrained_search(ofa_runner, tmp_path, per_set):
+    """Decoding does not depend on the budget: the constrained search keeps exactly the first feasible
+    architectures of the unconstrained one, in the same order, with the same scores (pooled loop), and a
+    budget that everything meets changes nothing."""
+    runner, gen, pred, target = ofa_runner
+    r = runner(per_set)
+    tc = MetaTestConfig(data_names=("toy",), gen_batch_size=8)
+
+    def search(n, feasible=None):
+        return r.search(gen, pred, target, n, tc, torch.Generator().manual_seed(0), feasible=feasible)
+
+    free = search(3)
+    same = search(3, BudgetFilter(OFA, Budget(max_params_m=1e6), 3, tmp_path))
+    assert (same.archs, same.scores, same.decoded) == (free.archs, free.scores, free.decoded)
+
+    def loop(n, feasible=None):  # generation order (and, pooled, each architecture's score)
+        g = torch.Generator().manual_seed(0)
+        if per_set:
+            archs, _, _ = r.generate(gen, target, n, tc, g, feasible)
+            return archs, [None] * len(archs)
+        archs, scores, _ = r._generate_pooled(gen, pred, target, n, tc, g, feasible)
+        return archs, scores
+
+    free_archs, free_scores = loop(30)
+    limit = statistics.median(OFA.arch_cost(a, 3, 224)[0] for a in free_archs)
+    f = BudgetFilter(OFA, Budget(max_params_m=limit), 3, tmp_path)
+    kept = loop(4, f)
+    expected = [(a, s) for a, s in zip(free_archs, free_scores) if OFA.arch_cost(a, 3, 224)[0] <= limit][:4]
+    assert len(expected) == 4 and list(zip(*kept)) == expected
+    assert all(f.cost(a)["params_m"] <= limit for a in kept[0]) and f.rejected > 0

@@ -17,6 +17,7 @@ from metad2a.config import PREDICTOR_HS, MetaTestConfig, TrainConfig
 from metad2a.data.archive import write_archive
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.data.meta_train import predicted_accuracy
+from metad2a.engine.budget import PARETO_FILE, BudgetFilter, admit, make_filter
 from metad2a.engine.predictor_runner import PredictorRunner
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
@@ -103,8 +104,10 @@ class GeneratorRunner(Runner):
         return [self.space.arch_from_types(types[i][: nv[i]]) if ok[i] else None for i in range(len(ok))]
 
     def generate(self, model: GeneratorModel, target: TargetDataset, num_gen_arch: int, tc: MetaTestConfig,
-                 generator: torch.Generator | None = None) -> tuple[list[Any], float, int]:
-        """Decode until ``num_gen_arch`` unique valid architectures; one graph per resampled set.
+                 generator: torch.Generator | None = None,
+                 feasible: BudgetFilter | None = None) -> tuple[list[Any], float, int]:
+        """Decode until ``num_gen_arch`` unique valid (and, with a budget filter, feasible)
+        architectures; one graph per resampled set.
 
         Returns:
             (architectures in generation order, seconds, graphs decoded).
@@ -120,23 +123,38 @@ class GeneratorRunner(Runner):
                     mu, _ = model.set_encode(x)
                     g = model.decode(mu, generator=generator)
                 decoded += len(mu)
+                new = []
                 for a in self._archs(g):
                     if a is None:
                         continue
                     key = self.space.arch_key(a)
                     if key not in seen:
                         seen.add(key)
-                        archs.append(a)
-                        bar.update(1)
-                        if len(archs) == num_gen_arch:
-                            return archs, time.time() - t0, decoded
-        log.warning(f"warning: only {len(archs)} unique valid architectures after {decoded} decoded graphs "
-                    f"(cap {tc.max_gen_batches} batches); keeping them")
+                        new.append(a)
+                kept = admit(new, num_gen_arch - len(archs), feasible)
+                archs += kept
+                bar.update(len(kept))
+                if len(archs) == num_gen_arch:
+                    return archs, time.time() - t0, decoded
+                if feasible is not None and feasible.exhausted:
+                    break
+        log.warning(f"warning: only {len(archs)} unique valid{self._over(feasible)} architectures after {decoded} "
+                    f"decoded graphs ({self._stop(feasible, f'cap {tc.max_gen_batches} batches')}); keeping them")
         return archs, time.time() - t0, decoded
 
+    @staticmethod
+    def _over(feasible: BudgetFilter | None) -> str:
+        """The budget's part of the count when a search stopped short."""
+        return "" if feasible is None else f" and feasible ({feasible.rejected} over the budget)"
+
+    @staticmethod
+    def _stop(feasible: BudgetFilter | None, cap: str) -> str:
+        """Why a search stopped short: the budget's patience, or the cap."""
+        return feasible.stop_reason() if feasible is not None and feasible.exhausted else cap
+
     def _generate_pooled(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset,
-                         num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None
-                         ) -> tuple[list[Any], list[float], int]:
+                         num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None,
+                         feasible: BudgetFilter | None = None) -> tuple[list[Any], list[float], int]:
         """The pooled search loop (docs/fidelity.md#pooled-search): one graph and one score per
         loader batch of resampled sets."""
         archs: list[Any] = []
@@ -158,6 +176,11 @@ class GeneratorRunner(Runner):
                 a = self._archs(g)[0]
                 if a is None or self.space.arch_key(a) in seen:
                     continue  # the original also scores these; the result is never used
+                if not admit([a], 1, feasible):
+                    seen.add(self.space.arch_key(a))  # over the budget: not scored, not kept
+                    if feasible.exhausted:
+                        break
+                    continue
                 with torch.no_grad():
                     # Quirk (docs/fidelity.md#pooled-search): scored on the same pooled set, and on the
                     # decoded graph WITH its sampled edges, although the predictor was trained on
@@ -169,12 +192,14 @@ class GeneratorRunner(Runner):
                 bar.update(1)
                 if len(archs) == num_gen_arch:
                     return archs, scores, decoded
-        log.warning(f"warning: only {len(archs)} unique valid architectures after {decoded} decoded graphs "
-                    f"(cap {self.loop.max_pooled_batches} pooled batches); keeping them")
+        log.warning(f"warning: only {len(archs)} unique valid{self._over(feasible)} architectures after {decoded} "
+                    f"decoded graphs ({self._stop(feasible, f'cap {self.loop.max_pooled_batches} pooled batches')}); "
+                    f"keeping them")
         return archs, scores, decoded
 
     def search(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset, num_gen_arch: int,
-               tc: MetaTestConfig, generator: torch.Generator | None = None) -> SearchResult:
+               tc: MetaTestConfig, generator: torch.Generator | None = None,
+               feasible: BudgetFilter | None = None) -> SearchResult:
         """Generate ``num_gen_arch`` unique valid architectures and rank them by the predictor.
 
         With the space's ``pooled_search`` loop style: the original's pooled loop. Otherwise one
@@ -183,9 +208,10 @@ class GeneratorRunner(Runner):
         """
         t0 = time.time()
         if self.loop.pooled_search:
-            archs, scores, decoded = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator)
+            archs, scores, decoded = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator,
+                                                           feasible)
         else:
-            archs, _, decoded = self.generate(model, target, num_gen_arch, tc, generator)
+            archs, _, decoded = self.generate(model, target, num_gen_arch, tc, generator, feasible)
             scores = self.ranker().score(predictor, target, archs, tc.pred_num_sets, generator).tolist() if archs else []
         seconds = time.time() - t0
         order = sorted(range(len(archs)), key=lambda i: -scores[i])  # stable: ties keep generation order
@@ -203,41 +229,54 @@ class GeneratorRunner(Runner):
             out = paths.meta_test_dir(self.run.save_path, name,
                                       tc.num_gen_arch if self.space.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
-            times, records = [], []
+            feasible = make_filter(self.space, tc.budget, target.info.num_classes,
+                                   paths.latency_cache(self.run.save_path))
+            times, records, found = [], [], []
             for run in range(1, target.info.runs + 1):
                 log.info(f"==> run {run}/{target.info.runs}")
+                if feasible is not None:
+                    feasible.over_in_a_row = 0  # each run has its own patience
                 if ranker is None:
-                    archs, secs, decoded = self.generate(model, target, tc.num_gen_arch, tc)
+                    archs, secs, decoded = self.generate(model, target, tc.num_gen_arch, tc, feasible=feasible)
                 else:
-                    res = self.search(model, ranker, target, tc.num_gen_arch, tc)
+                    res = self.search(model, ranker, target, tc.num_gen_arch, tc, feasible=feasible)
                     archs, secs, decoded = res.archs, res.seconds, res.decoded
-                    records.append(self._record(run, res, ranker_meta))
+                    records.append(self._record(run, res, ranker_meta, feasible))
+                if not archs and feasible is not None and feasible.records:
+                    raise feasible.infeasible(f"unique valid architectures decoded for {name}")
                 if not archs:
                     raise MetaD2AError(f"no valid architecture among {decoded} decoded graphs for {name}; "
                                        f"is the generator checkpoint trained?")
+                found.append((run, archs, secs))
+                times.append(secs)
+                log.info(f"elapsed time: {secs:6.2f}s ({len(archs)} unique valid"
+                         f"{'' if feasible is None else ' and feasible'} of {decoded} decoded)")
+            # written once every run has its architectures: a failed run leaves no partial set
+            for run, archs, secs in found:
                 path = paths.generated_arch_file(out, run)
                 # arch_key is the original output line of the space (``SearchSpace.arch_key``)
                 write_archive(path, secs, [self.space.arch_key(a) for a in archs])
-                times.append(secs)
                 log.info(f"==> save generated architectures in {path}")
-                log.info(f"elapsed time: {secs:6.2f}s ({len(archs)} unique valid of {decoded} decoded)")
             with open(out / "time.txt", "w") as f:
                 f.write(f"generator elasped time {statistics.mean(times):.2f}s\n")  # sic, original spelling
             if ranker is not None:
-                self._write_result(out, target, tc, records, times)
+                self._write_result(out, target, tc, records, times, feasible, found[0][1])
             log.info("==> done")
 
-    def _record(self, run: int, res: SearchResult, ranker_meta: dict) -> dict:
+    def _record(self, run: int, res: SearchResult, ranker_meta: dict, feasible: BudgetFilter | None = None) -> dict:
         rec = {"run": run, "top1_arch": self.space.arch_key(res.archs[0]) if res.archs else None,
                "top1_score": res.scores[0] if res.scores else None, "top1_predicted_acc": None,
                "num_archs": len(res.archs), "decoded": res.decoded, "seconds": res.seconds,
                "scores": res.scores}  # aligned with the lines of run_<k>.txt
         if res.scores:
             rec["top1_predicted_acc"] = predicted_accuracy(res.scores[0], ranker_meta)
+        if feasible is not None:  # docs/fidelity.md#budget: aligned with the lines of run_<k>.txt too
+            rec["costs"] = feasible.costs(res.archs)
+            rec["pareto_front"] = feasible.front(res.archs, res.scores)
         return rec
 
     def _write_result(self, out, target: TargetDataset, tc: MetaTestConfig, records: list[dict],
-                      times: list[float]) -> None:
+                      times: list[float], feasible: BudgetFilter | None = None, first: list[Any] = ()) -> None:
         result = {
             "dataset": target.name, "num_classes": target.info.num_classes, "search_space": self.space.name,
             "num_gen_arch": tc.num_gen_arch,
@@ -250,4 +289,7 @@ class GeneratorRunner(Runner):
                     "top1_predicted_acc converts it back when the predictor checkpoint has a sidecar "
                     "with its training mean/std (released checkpoints have none)",
         }
+        if feasible is not None:
+            result["budget"] = feasible.summary(first[0] if first else None)
+            feasible.plot(out / PARETO_FILE, first, records[0]["scores"], f"{target.name}, run 1")
         write_json(out / "result.json", result)
