@@ -194,10 +194,11 @@ def latency_table_main(argv: list[str] | None = None) -> int:
     require_positive(args, "classes", "warmup", "repeats")
     meter = LatencyMeter.open(space.name, b.latency_device, b.latency_batch, b.latency_threads, b.input_size,
                               args.out, warmup=args.warmup, repeats=args.repeats)
-    t0 = time.time()
+    t0, before = time.time(), len(meter.cache.entries)
     entries = space.latency_table(meter, args.classes)
     meter.cache.save()
-    print(f"{entries} entries ({meter.measured} measured now) in {time.time() - t0:.1f}s: {meter.cache.path}")
+    print(f"{entries} entries ({len(meter.cache.entries) - before} measured now) in {time.time() - t0:.1f}s: "
+          f"{meter.cache.path}")
     return 0
 
 

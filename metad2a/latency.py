@@ -20,7 +20,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,34 +216,60 @@ class LatencyMeter:
         fp = fingerprint(space, dev, batch, threads, input_size, clock)
         return cls(dev, batch, threads, input_size, LatencyCache.open(location, fp), warmup, repeats, clock)
 
-    def time(self, module: nn.Module, input_shape: tuple[int, ...], flush: int = 0) -> float:
-        """Median latency (ms) of ``module`` on a random input of ``input_shape`` (batch first).
+    def samples(self, module: nn.Module, input_shape: tuple[int, ...], passes: int, warmup: int,
+                parts: Sequence[nn.Module] = ()) -> list[list[float]]:
+        """``warmup`` untimed, then ``passes`` timed forward passes of ``module`` on a random input of
+        ``input_shape`` (batch first), with the meter's threads, device and clock.
 
-        ``flush``: bytes of a buffer written before every pass (untimed), then the input rewritten:
-        the module's weights then come from outer caches or memory and its input from the inner
-        ones, as for a layer inside a network (``cache_flush_bytes``).
+        Returns one row per timed pass: the pass's seconds, then the seconds spent inside each of
+        ``parts`` (sub-modules, timed in context by forward hooks; each called once per pass).
         """
         module = module.to(self.device).eval()
         x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0)).to(self.device)
-        buf = torch.zeros(flush // 4, device=self.device) if flush else None
         cuda = self.device.type == "cuda"
         clock = time.perf_counter if self.clock == "wall" else time.process_time
-        times = []
-        with intra_op_threads(self.threads), torch.inference_mode():
-            for i in range(self.warmup + self.repeats):
-                if buf is not None:
-                    buf.add_(1.0)
-                    x.mul_(1.0)
-                if cuda:
-                    torch.cuda.synchronize(self.device)
-                t0 = clock()
-                module(x)
-                if cuda:
-                    torch.cuda.synchronize(self.device)
-                if i >= self.warmup:
-                    times.append(clock() - t0)
+        row: list[float] = []
+        starts: dict[int, float] = {}
+
+        def sync() -> None:
+            if cuda:
+                torch.cuda.synchronize(self.device)
+
+        def pre(i: int) -> Callable[..., None]:
+            def hook(*_: Any) -> None:
+                sync()
+                starts[i] = clock()
+            return hook
+
+        def post(i: int) -> Callable[..., None]:
+            def hook(*_: Any) -> None:
+                sync()
+                row[1 + i] = clock() - starts[i]
+            return hook
+
+        handles = [h for i, m in enumerate(parts)
+                   for h in (m.register_forward_pre_hook(pre(i)), m.register_forward_hook(post(i)))]
+        rows = []
+        try:
+            with intra_op_threads(self.threads), torch.inference_mode():
+                for i in range(warmup + passes):
+                    row = [0.0] * (1 + len(parts))
+                    sync()
+                    t0 = clock()
+                    module(x)
+                    sync()
+                    row[0] = clock() - t0
+                    if i >= warmup:
+                        rows.append(row)
+        finally:
+            for h in handles:
+                h.remove()
+        return rows
+
+    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> float:
+        """Median latency (ms) of ``module``: ``warmup`` untimed passes, then ``repeats`` timed ones."""
         self.measured += 1
-        return 1000.0 * statistics.median(times)
+        return 1000.0 * statistics.median(r[0] for r in self.samples(module, input_shape, self.repeats, self.warmup))
 
     def measure(self, key: str, build: Callable[[], tuple[nn.Module, tuple[int, ...]]]) -> float:
         """The cached latency of ``key``, or time ``build()``'s ``(module, input shape)`` and cache it.

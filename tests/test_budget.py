@@ -142,7 +142,7 @@ def meter(tmp_path, space="nasbench201", **kw) -> LatencyMeter:
 def test_meter_warms_up_then_takes_the_median_without_touching_the_global_rng(tmp_path, monkeypatch):
     m = meter(tmp_path, threads=2)
     net = CountingNet()
-    clock = iter([0.0, 0.0, 0.0, 0.004, 0.0, 0.002, 0.0, 0.009])  # 2 warm-up starts, 3 timed starts and ends
+    clock = iter([0.0, 0.001, 0.0, 0.001, 0.0, 0.004, 0.0, 0.002, 0.0, 0.009])  # start, end of 5 passes
     monkeypatch.setattr("metad2a.latency.time", type("FakeTime", (), {"perf_counter": lambda: next(clock)}))
     assert m.time(net, (1, 4)) == pytest.approx(4.0)  # median of the 3 timed passes: 4, 2, 9 ms
     assert net.calls == 5 and net.threads == 2 and torch.get_num_threads() == 1  # restored
@@ -150,6 +150,17 @@ def test_meter_warms_up_then_takes_the_median_without_touching_the_global_rng(tm
     monkeypatch.undo()
     ms = m.measure("k", lambda: (CountingNet(), (1, 4)))  # builds a module: a forked RNG
     assert torch.equal(torch.random.get_rng_state(), before) and m.cache.get("k") == ms and m.measured == 2
+
+
+def test_parts_are_timed_in_context_by_hooks(tmp_path, monkeypatch):
+    m = meter(tmp_path, warmup=1, repeats=2)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    ticks = iter(range(100))  # each clock reading one tick later than the last
+    monkeypatch.setattr("metad2a.latency.time", type("FakeTime", (), {"perf_counter": lambda: next(ticks)}))
+    rows = m.samples(net, (1, 4), passes=2, warmup=1, parts=[net[0], net[2]])
+    # per pass: start, (pre, post) of each part, end -> total 5 ticks, 1 tick inside each part
+    assert rows == [[5, 1, 1], [5, 1, 1]]
+    assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks  # hooks removed
 
 
 def test_cache_is_reused_keyed_by_fingerprint_and_never_read_across_fingerprints(tmp_path, notes):
@@ -185,34 +196,34 @@ def test_cache_is_reused_keyed_by_fingerprint_and_never_read_across_fingerprints
 
 def test_ofa_table_sum_covers_every_module_of_the_subnet_once(supernet, tmp_path, monkeypatch):
     """With a 'latency' that is the module's parameter count, the table sum of a subnet must be the
-    parameter count of the extracted subnet: every layer in exactly one entry, with its shapes."""
+    parameter count of the extracted subnet: every layer of every subnet lands in exactly one entry
+    (stage, first or later slot, kernel, expand ratio), and stem + layers + head make the whole."""
     from metad2a.search_spaces.ofa_mbv3.cost import all_layer_specs
     from metad2a.search_spaces.ofa_mbv3.latency_table import head_key
     from metad2a.search_spaces.ofa_mbv3.supernet import extract_subnet, new_classifier
 
-    shapes = {}
+    runs = []
 
-    def fake_time(self, module, shape, flush=0):
-        with torch.inference_mode():
-            module.eval()(torch.zeros(shape))  # the shape fits the module
-        shapes[len(shapes)] = shape
-        return float(count_parameters(module))
+    def fake_samples(self, module, shape, passes, warmup, parts=()):
+        runs.append((module, shape))
+        return [[count_parameters(module) / 1000, *(count_parameters(p) / 1000 for p in parts)]] * passes
 
-    monkeypatch.setattr(LatencyMeter, "time", fake_time)
+    monkeypatch.setattr(LatencyMeter, "samples", fake_samples)
     m = meter(tmp_path, space=OFA.name, input_size=160, batch=2)
-    assert OFA.latency_table(m, 10) == 92 == len(m.cache.entries) == len(shapes)
-    assert len(all_layer_specs(160)) == 90 and all(s[0] == 2 for s in shapes.values())
+    assert OFA.latency_table(m, 10) == 92 == len(m.cache.entries) and len(all_layer_specs(160)) == 90
+    assert len(runs) == 9 * 4 and all(s == (2, 3, 160, 160) for _, s in runs)  # 9 subnets x 4 rounds
+    assert m.measured == 9
     rng = random.Random(3)
     archs = [ofa.random_arch_dict(rng) for _ in range(4)]
     got = OFA.latency_ms(archs, 5, m)  # a new class count: only its head is added
     assert len(m.cache.entries) == 93 and head_key(5) in m.cache.entries
     for a, lat in zip(archs, got):
-        assert lat == count_parameters(new_classifier(extract_subnet(supernet, a), 5, 0.0))
+        assert lat == pytest.approx(count_parameters(new_classifier(extract_subnet(supernet, a), 5, 0.0)), rel=1e-9)
 
 
 def test_nb201_latency_builds_the_target_network(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(LatencyMeter, "time", lambda self, module, shape, flush=0: seen.append(
+    monkeypatch.setattr(LatencyMeter, "time", lambda self, module, shape: seen.append(
         (module.arch_str, module.num_classes, shape)) or 1.0)
     m = meter(tmp_path, input_size=32, batch=3)
     a = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
@@ -256,7 +267,7 @@ def test_pareto_plot_or_one_note_without_matplotlib(tmp_path, monkeypatch, notes
 # --------------------------------------------------------------------------- the filter
 def test_filter_checks_params_and_flops_before_timing(tmp_path, monkeypatch):
     timed = []
-    monkeypatch.setattr(LatencyMeter, "time", lambda self, module, shape, flush=0: timed.append(module.arch_str)
+    monkeypatch.setattr(LatencyMeter, "time", lambda self, module, shape: timed.append(module.arch_str)
                         or 2.0 + sum(op == "nor_conv_3x3" for op in nb.arch_str_to_ops(module.arch_str)))
     small = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # 0.07 M params, 2 ms here
     mid = "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # 2 ms
@@ -342,3 +353,28 @@ def test_budget_keeps_the_feasible_subsequence_of_the_unconstrained_search(ofa_r
     expected = [(a, s) for a, s in zip(free_archs, free_scores) if OFA.arch_cost(a, 3, 224)[0] <= limit][:4]
     assert len(expected) == 4 and list(zip(*kept)) == expected
     assert all(f.cost(a)["params_m"] <= limit for a in kept[0]) and f.rejected > 0
+
+
+# --------------------------------------------------------------------------- on CUDA (make gpu-check)
+@pytest.mark.gpu
+def test_latency_on_cuda_is_measured_synchronised_and_keyed_by_the_gpu(tmp_path, monkeypatch):
+    """On a GPU: each timed pass is bracketed by synchronisation, the fingerprint names the GPU, and
+    both spaces' latency hooks run there (METAD2A_GPU_TEST_DEVICE=cpu checks the test on the CPU)."""
+    import os
+
+    spec = "cuda:0" if os.environ.get("METAD2A_GPU_TEST_DEVICE", "cuda") == "cuda" else "cpu"
+    m = LatencyMeter.open(NB201.name, spec, 2, 1, 32, tmp_path, warmup=1, repeats=3)
+    assert m.cache.fingerprint["device_type"] == torch.device(spec).type
+    if spec != "cpu":
+        assert m.cache.fingerprint["device"] == torch.cuda.get_device_name(0)
+        syncs = []
+        real = torch.cuda.synchronize
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: syncs.append(1) or real(*a))
+    a = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    [ms] = NB201.latency_ms([a], 10, m)
+    assert ms > 0
+    if spec != "cpu":
+        assert len(syncs) == 2 * (1 + 3)  # before and after each of the 4 passes
+    pytest.importorskip("ofa")
+    o = LatencyMeter.open(OFA.name, spec, 1, 1, 128, tmp_path, warmup=1, repeats=2)
+    assert OFA.latency_table(o, 10) == 92 and all(v > 0 for v in o.cache.entries.values())

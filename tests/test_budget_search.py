@@ -27,6 +27,7 @@ from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.nasbench201 import cell as nb
 from metad2a.search_spaces.nasbench201.network import TinyNetwork, count_parameters_and_flops
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
+from tests.test_ofa_pipeline import biased_models
 
 pytestmark = pytest.mark.slow  # whole searches, with latencies measured on this CPU
 
@@ -190,14 +191,7 @@ def ofa_dir(tmp_path_factory):
     pytest.importorskip("ofa")
     d = tmp_path_factory.mktemp("ofa_budget")
     write_bylabel(synthetic_features(3, 24, D, torch.Generator().manual_seed(1)), d / "data" / "minebylabel.pt")
-    torch.manual_seed(0)
-    gen = GeneratorModel(ofa.NVT, ofa.MAX_N, hs=HS, nz=HS, feature_dim=D)
-    with torch.no_grad():
-        gen.add_vertex[2].weight.zero_()
-        gen.add_vertex[2].bias.fill_(-30.0)
-        gen.add_vertex[2].bias[2:11] = 10.0
-        gen.add_edge[2].weight.zero_()
-        gen.add_edge[2].bias.fill_(10.0)
+    gen, _ = biased_models(d=D, hs=HS)
     save_checkpoint(gen, d / "results" / "generator" / "model" / "ckpt_120.pt")
     save_checkpoint(PredictorModel(ofa.NVT, ofa.MAX_N, hs=512, nz=HS, feature_dim=D),
                     d / "results" / "predictor" / "model" / "ckpt_max_corr.pt")
@@ -290,3 +284,29 @@ def test_evaluation_bound_accepts_a_latency_bound(ofa_dir, ofa_limits, capsys):
     assert (cfg.bound_latency_ms, cfg.latency_device, cfg.latency_threads) == (3.5, "cpu", 1)
     assert FT.main(["--data-name", "cifar10", "--bound-latency-ms", "-1", "--gpu", "cpu"]) == 2
     assert "--bound-latency-ms must be a positive number, got -1.0" in capsys.readouterr().err
+
+
+def test_latency_table_command_then_a_search_that_reuses_it(ofa_dir, monkeypatch, capsys, tmp_path):
+    """``metad2a latency-table`` writes the table of a fingerprint; a search with that fingerprint
+    (here at 160 px) reads it and measures nothing."""
+    from metad2a.cli import console_main
+
+    table = tmp_path / "cpu160.json"
+    argv = ["latency-table", "--space", "ofa", "--device", "cpu", "--resolution", "160", "--classes", "3",
+            "--out", str(table), "--warmup", "1", "--repeats", "4"]
+    assert console_main(argv) == 0
+    assert "92 entries (92 measured now)" in capsys.readouterr().out
+    data = json.loads(table.read_text())
+    assert data["fingerprint"]["input_size"] == 160 and len(data["entries"]) == 92
+    assert console_main(argv) == 0 and "92 entries (0 measured now)" in capsys.readouterr().out
+    limit = sum(data["entries"].values())  # above any subnet: this test is about reusing the table
+    assert ofa_main(ofa_dir, "--max-latency-ms", f"{limit:.3f}", "--input-size", "160", "--latency-cache", str(table),
+                    "--num-gen-arch", "2", monkeypatch=monkeypatch) == 0
+    res = json.loads((ofa_dir / "results" / "meta_test" / "mine" / "2" / "result.json").read_text())
+    assert res["budget"]["latency_measured_now"] == 0 and res["budget"]["latency"]["cache"] == str(table)
+    assert res["budget"]["input_size"] == 160 and json.loads(table.read_text()) == data
+    assert console_main(["latency-table", "--space", "nasbench201"]) == 2
+    assert console_main(["latency-table", "--space", "ofa", "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the nasbench201 space times each candidate network whole; it has no latency table",
+                   "error: --latency-device 'gpu' is not a device; use cpu, cuda or cuda:<index>"]

@@ -3,63 +3,44 @@
 
 A subnet's latency is the sum of the table entries of its parts:
 
-* ``stem``: the first conv (3x3, stride 2) and the first, fixed MBConv block, on ``[b, 3, r, r]``;
+* ``stem``: the first conv (3x3, stride 2) and the first, fixed MBConv block;
 * ``block:s<stage>:<first|rest>:k<k>:e<e>``: one MBConv layer (with its residual connection, as
   the subnet runs it) for each stage, for the stage's first layer (the previous stage's width, the
   stage's stride) and for its later layers (the stage's width, stride 1), each kernel and expand
-  ratio: 5 x 2 x 3 x 3 = 90 layers, on the input side they meet at resolution ``r``;
-* ``head|classes=<n>``: final expand, global pooling, feature mix and the ``num_classes`` classifier.
+  ratio: 5 x 2 x 3 x 3 = 90 layers, at the input side each meets at resolution ``r``;
+* ``head|classes=<n>``: final expand, global pooling, feature mix, the ``num_classes`` classifier
+  and the network's glue between its modules (a whole network's median minus its layers' medians).
 
-The modules are the once-for-all static layers extracted from a randomly initialised supernet
-(latency does not depend on weight values), so they are exactly the layers of an extracted subnet.
-The table is measured once per fingerprint (``metad2a.latency``); the head of a new class count is
+Every entry is timed **in context**: inside one of 9 whole subnets (one per kernel and expand ratio,
+every stage at depth 4) run forward on ``[b, 3, r, r]`` images, by forward hooks around each layer
+(``in_context_samples``). The subnets are extracted from a randomly initialised supernet (latency
+does not depend on weight values), so the layers are exactly those of an extracted subnet. The
+table is measured once per fingerprint (``metad2a.latency``); the head of a new class count is
 added when first needed. Needs the ``ofa`` package (``pip install -e '.[ofa]'``).
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from metad2a.latency import LatencyMeter
-from metad2a.search_spaces.ofa_mbv3.cost import (
-    STAGE_STRIDES,
-    STAGE_WIDTHS,
-    active_layers,
-    all_layer_specs,
-    conv_out,
-    stage_inputs,
-)
+from metad2a.search_spaces.ofa_mbv3.cost import active_layers, all_layer_specs
 from metad2a.search_spaces.ofa_mbv3.subnet import DEPTHS, EXPANDS, KS, NUM_LAYERS, NUM_STAGES, SLOTS_PER_STAGE
 
 log = logging.getLogger("metad2a")
 
 STEM_KEY = "stem"
+ROUNDS = 4  # the passes of each subnet are spread over this many rounds over all subnets
 
 
 def head_key(num_classes: int) -> str:
     return f"head|classes={num_classes}"
-
-
-class Head(nn.Module):
-    """The tail of ofa's ``MobileNetV3.forward`` as one module: final expand, global average pooling,
-    feature mix, flatten, classifier."""
-
-    def __init__(self, final_expand_layer: nn.Module, feature_mix_layer: nn.Module, classifier: nn.Module) -> None:
-        super().__init__()
-        self.final_expand_layer, self.feature_mix_layer, self.classifier = (
-            final_expand_layer, feature_mix_layer, classifier)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.final_expand_layer(x)
-        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
-        x = self.feature_mix_layer(x)
-        return self.classifier(x.view(x.size(0), -1))
 
 
 def table_keys(arch: Mapping[str, Any], num_classes: int, resolution: int) -> list[str]:
@@ -67,59 +48,74 @@ def table_keys(arch: Mapping[str, Any], num_classes: int, resolution: int) -> li
     return [STEM_KEY, *(spec.key for spec in active_layers(arch, resolution)), head_key(num_classes)]
 
 
-def table_modules(resolution: int, num_classes: int, keys: Sequence[str] | None = None
-                  ) -> dict[str, tuple[nn.Module, tuple[int, int, int]]]:
-    """``key -> (module, input shape without the batch)`` for the table entries ``keys`` (all by default).
+def uniform_subnet(k: int, e: int) -> dict[str, list[int]]:
+    """Every layer slot with kernel ``k`` and expand ratio ``e``, every stage at full depth: its
+    slot 0 of a stage is the stage's first layer, slots 1-3 are later layers."""
+    return {"ks": [k] * NUM_LAYERS, "e": [e] * NUM_LAYERS, "d": [max(DEPTHS)] * NUM_STAGES}
 
-    One static subnet is extracted per (kernel, expand ratio) with every stage at depth 4: its
-    slot 0 of a stage is the stage's first layer, its slot 1 a later layer.
+
+def in_context_samples(meter: LatencyMeter, num_classes: int, pairs: Sequence[tuple[int, int]]
+                       ) -> dict[str, list[float]]:
+    """Samples (seconds) of each table entry, timed inside whole subnets.
+
+    For each ``(kernel, expand ratio)`` in ``pairs``, the uniform subnet (``uniform_subnet``) with a
+    ``num_classes`` head runs whole; forward hooks time its first conv and every block in context,
+    so each layer meets the cache state a real forward pass leaves it (at batch 1 a layer timed
+    alone keeps its weights in the inner caches; inside a network it does not). Per pass: ``stem``
+    = first conv + first block; each later block -> its layer entry (slots 1-3 of a stage are three
+    samples of the same entry). The head (final expand, pooling, feature mix, classifier and the
+    network's glue) gets one sample per subnet: the subnet's median pass minus the medians of its
+    stem and blocks, so that the table reproduces each measured subnet's median latency (a sum of
+    per-layer medians is below the median of whole passes when the timings are noisy).
+    ``meter.repeats`` passes per subnet, spread over ``ROUNDS`` rounds over the subnets.
     """
     from metad2a.search_spaces.ofa_mbv3.supernet import build_supernet, extract_subnet, new_classifier
 
-    specs = {s.key: s for s in all_layer_specs(resolution)}
-    wanted = set(keys) if keys is not None else {STEM_KEY, head_key(num_classes), *specs}
-    supernet = build_supernet(seed=0)
-    out: dict[str, tuple[nn.Module, tuple[int, int, int]]] = {}
-    for k in KS:
-        for e in EXPANDS:
-            need = [s for s in specs.values() if s.k == k and s.e == e and s.key in wanted]
-            first_pair = k == KS[0] and e == EXPANDS[0]
-            if not need and not (first_pair and wanted & {STEM_KEY, head_key(num_classes)}):
-                continue
-            net = extract_subnet(supernet, {"ks": [k] * NUM_LAYERS, "e": [e] * NUM_LAYERS,
-                                            "d": [max(DEPTHS)] * NUM_STAGES})
-            for s in need:
-                block = net.blocks[1 + s.stage * SLOTS_PER_STAGE + (0 if s.first else 1)]
-                out[s.key] = (block, (s.c_in, s.h_in, s.h_in))
-            if first_pair:  # the stem and the head do not depend on the choices
-                if STEM_KEY in wanted:
-                    out[STEM_KEY] = (nn.Sequential(net.first_conv, net.blocks[0]), (3, resolution, resolution))
-                if head_key(num_classes) in wanted:
-                    net = new_classifier(net, num_classes, 0.0)
-                    side = conv_out(stage_inputs(resolution)[-1][1], STAGE_STRIDES[-1])
-                    out[head_key(num_classes)] = (Head(net.final_expand_layer, net.feature_mix_layer, net.classifier),
-                                                  (STAGE_WIDTHS[-1], side, side))
+    res = meter.input_size
+    specs = {(s.stage, s.first, s.k, s.e): s.key for s in all_layer_specs(res)}
+    per_round = max(1, -(-meter.repeats // ROUNDS))
+    with torch.random.fork_rng(devices=[]):
+        supernet = build_supernet(seed=0)
+        nets = {p: new_classifier(extract_subnet(supernet, uniform_subnet(*p)), num_classes, 0.0) for p in pairs}
+    rows: dict[tuple[int, int], list[list[float]]] = {p: [] for p in pairs}
+    for r in range(ROUNDS):
+        for p, net in nets.items():
+            rows[p] += meter.samples(net, (meter.batch, 3, res, res), per_round, meter.warmup if r == 0 else 1,
+                                     [net.first_conv, *net.blocks])
+    out: dict[str, list[float]] = {}
+    for (k, e), pass_rows in rows.items():
+        columns = list(zip(*pass_rows))  # total, first conv, first block, blocks of slots 0..19
+        stem = [a + b for a, b in zip(columns[1], columns[2])]
+        out.setdefault(STEM_KEY, []).extend(stem)
+        inside = statistics.median(stem)
+        for i, times in enumerate(columns[3:]):
+            stage, slot = divmod(i, SLOTS_PER_STAGE)
+            out.setdefault(specs[(stage, slot == 0, k, e)], []).extend(times)
+            inside += statistics.median(times)
+        out.setdefault(head_key(num_classes), []).append(statistics.median(columns[0]) - inside)
+    meter.measured += len(pairs)
     return out
 
 
 def ensure_entries(meter: LatencyMeter, keys: Sequence[str], num_classes: int) -> int:
-    """Measure the entries among ``keys`` the meter's cache lacks (building the modules once);
-    returns how many were measured. The cache is saved afterwards."""
+    """Measure the entries among ``keys`` the meter's cache lacks and save the cache; returns how
+    many were measured. A missing layer or stem entry measures the whole table (the 9 uniform
+    subnets); a missing head alone runs one subnet with that head."""
     missing = [k for k in dict.fromkeys(keys) if meter.cache.get(k) is None]
     if not missing:
         return 0
     t0 = time.time()
-    if len(missing) > 2:
-        log.info(f"==> measuring {len(missing)} latency table entries on {meter.cache.fingerprint['device']} "
-                 f"(batch {meter.batch}, {meter.threads} thread(s), {meter.input_size}px; once per device)")
-    with torch.random.fork_rng(devices=[]):
-        modules = table_modules(meter.input_size, num_classes, missing)
+    whole = any(k != head_key(num_classes) for k in missing)
+    pairs = [(k, e) for k in KS for e in EXPANDS] if whole else [(KS[0], EXPANDS[0])]
+    if whole:
+        log.info(f"==> measuring the latency table on {meter.cache.fingerprint['device']} (batch {meter.batch}, "
+                 f"{meter.threads} thread(s), {meter.input_size}px; once per device)")
+    samples = in_context_samples(meter, num_classes, pairs)
     for key in missing:
-        module, shape = modules[key]
-        meter.cache.put(key, meter.time(module, (meter.batch, *shape)))
+        meter.cache.put(key, 1000.0 * statistics.median(samples[key]))
     meter.cache.save()
-    if len(missing) > 2:
-        log.info(f"==> latency table entries measured in {time.time() - t0:.1f}s -> {meter.cache.path}")
+    if whole:
+        log.info(f"==> latency table measured in {time.time() - t0:.1f}s -> {meter.cache.path}")
     return len(missing)
 
 
