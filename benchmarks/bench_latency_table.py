@@ -12,8 +12,10 @@
    4 rounds over all subnets, each round after ``--warmup`` untimed passes (the subnet is extracted
    anew each round, to keep memory small), and the median. The subnets are not among the table's 9.
 4. Reports Spearman's rho, the mean absolute percentage error (MAPE), the mean signed error (bias)
-   and the worst case, as JSON and as a Markdown table; ``--write`` puts the table into
-   BENCHMARKS.md between this script's markers (one section per ``--clock``).
+   and the worst case, and the repeatability of the direct measurement itself (Spearman's rho
+   between the medians of rounds 1+3 and of rounds 2+4: on a noisy machine, a ceiling for the
+   table's rho), as JSON and as a Markdown table; ``--write`` puts the table into BENCHMARKS.md
+   between this script's markers (one section per ``--clock``).
 
 ``--clock cpu`` times with the process's CPU time instead of the wall clock: on a machine shared
 with other jobs it leaves out the time this process waits for a core, which the wall clock does
@@ -74,15 +76,18 @@ def main() -> None:
         archs = [ofa.random_arch_dict(rng) for _ in range(args.subnets)]
         predicted = subnet_latencies(archs, args.classes, meter)
         supernet = build_supernet(seed=0)
-        samples: list[list[float]] = [[] for _ in archs]
+        samples: list[list[list[float]]] = [[] for _ in archs]  # per subnet, per round
         shape = (args.batch, 3, args.resolution, args.resolution)
         per_round = -(-args.repeats // ROUNDS)
         t1 = time.time()
         for _ in range(ROUNDS):
             for i, a in enumerate(archs):
                 net = new_classifier(extract_subnet(supernet, a), args.classes, 0.0)
-                samples[i] += [row[0] for row in meter.samples(net, shape, per_round, args.warmup)]
-        measured = [1000.0 * statistics.median(s) for s in samples]
+                samples[i].append([row[0] for row in meter.samples(net, shape, per_round, args.warmup)])
+        measured = [1000.0 * statistics.median(x for r in s for x in r) for s in samples]
+        # the measurement's own repeatability: rounds 1+3 against rounds 2+4 (half the passes each)
+        halves = [[1000.0 * statistics.median(x for r in s[h::2] for x in r) for s in samples] for h in (0, 1)]
+        split_rho = float(stats.spearmanr(*halves)[0])
         direct_s = time.time() - t1
     load_after = os.getloadavg()
 
@@ -96,6 +101,7 @@ def main() -> None:
         "device": meter.cache.fingerprint["device"], "torch": torch.__version__,
         "table_entries": entries, "table_build_s": round(build_s, 1), "direct_timing_s": round(direct_s, 1),
         "spearman_rho": round(rho, 4), "mape_pct": round(100 * statistics.mean(ape), 2),
+        "measured_split_half_rho": round(split_rho, 4),
         "bias_pct": round(100 * statistics.mean(signed), 2),
         "worst_ape_pct": round(100 * ape[worst], 2), "worst_predicted_ms": round(predicted[worst], 3),
         "worst_measured_ms": round(measured[worst], 3),
@@ -107,7 +113,11 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({**summary, "archs": archs, "predicted_ms": predicted,
                                          "measured_ms_all": measured}, indent=1) + "\n")
-    cmd = "python benchmarks/bench_latency_table.py " + " ".join(sys.argv[1:])
+    # the command as shown in BENCHMARKS.md: without the output options (--write, --json PATH)
+    argv = sys.argv[1:]
+    shown = [a for i, a in enumerate(argv) if a != "--write" and not a.startswith("--json")
+             and not (i and argv[i - 1] == "--json")]
+    cmd = "python benchmarks/bench_latency_table.py " + " ".join(shown)
     begin, end = MARKER.format(clock=args.clock, end="begin"), MARKER.format(clock=args.clock, end="end")
     md = "\n".join([
         begin,
@@ -121,6 +131,7 @@ def main() -> None:
         f"{args.resolution}px, batch {args.batch}, {args.threads} thread(s)) | **{build_s:.1f} s** | minutes |",
         f"| Spearman rho, table sum vs whole subnet, {args.subnets} random subnets | **{rho:.3f}** | >= 0.9 |",
         f"| mean absolute percentage error | **{100 * statistics.mean(ape):.1f} %** | <= 10 % |",
+        f"| repeatability of the measurement itself: Spearman rho, rounds 1+3 vs 2+4 | {split_rho:.3f} | |",
         f"| mean signed error (table minus measured) | {100 * statistics.mean(signed):+.1f} % | |",
         f"| worst case | {100 * ape[worst]:.1f} % (table {predicted[worst]:.2f} ms, measured "
         f"{measured[worst]:.2f} ms) | |",

@@ -146,8 +146,9 @@ class LatencyCache:
             raise DataFileError(f"{path}: not a latency cache ({CACHE_FORMAT}); remove it or pass another "
                                 f"--latency-cache")
         if data.get("fingerprint") != fp:
-            raise DataFileError(f"{path}: measured under another fingerprint ({_describe_difference(data.get('fingerprint') or {}, fp)}); "
-                                f"its latencies do not hold here: pass a folder to --latency-cache to measure anew")
+            diff = _describe_difference(data.get("fingerprint") or {}, fp)
+            raise DataFileError(f"{path}: measured under another fingerprint ({diff}); its latencies do not hold "
+                                f"here: pass a folder to --latency-cache to measure anew")
         return cls(path, fp, {str(k): float(v) for k, v in data["entries"].items()})
 
     def get(self, key: str) -> float | None:
@@ -202,7 +203,7 @@ class LatencyMeter:
     warmup: int = WARMUP
     repeats: int = REPEATS
     clock: str = "wall"
-    measured: int = 0  # modules timed (not served from the cache) by this meter
+    measured: int = 0  # networks timed (not served from the cache) by this meter
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS or (self.clock == "cpu" and self.device.type != "cpu"):
