@@ -15,9 +15,11 @@ import platform
 import sys
 from pathlib import Path
 
+from metad2a import paths
 from metad2a.config import (
     GENERATOR_HS,
     PREDICTOR_HS,
+    Budget,
     MetaTestConfig,
     ModelConfig,
     RunConfig,
@@ -88,6 +90,20 @@ def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:
     return (args.data_name,)
 
 
+def budget(args: argparse.Namespace) -> Budget:
+    """The search budget of the flags; checked (numbers, device syntax, and CUDA when latency is
+    to be measured on it) before any model work."""
+    b = Budget(max_params_m=args.max_params, max_mflops=args.max_flops, max_latency_ms=args.max_latency_ms,
+               latency_device=args.latency_device, latency_batch=args.latency_batch,
+               latency_threads=args.latency_threads, input_size=args.input_size,
+               cache=Path(args.latency_cache) if args.latency_cache else None)
+    if b.measures_latency:
+        from metad2a.latency import resolve_device
+
+        resolve_device(b.latency_device)
+    return b
+
+
 def run(argv: list[str] | None, space_name: str) -> int:
     """Parse ``main.py`` flags for a space and meta-train or search."""
     from metad2a import paths
@@ -101,6 +117,9 @@ def run(argv: list[str] | None, space_name: str) -> int:
     setup_logging()
     check_data_name(args.data_name)  # before any file is read or written
     mc = _model_config(args, space)
+    limits = budget(args)
+    if limits.active and not args.test:
+        log.info("note: --max-params/--max-flops/--max-latency-ms apply to the search (--test); ignored")
     ignored = [f.names[0] for f in space.extra_flags if f.ignored_by_main and getattr(args, f.dest) not in (None, False)]
     if ignored:  # the original parser is shared with a database builder; main.py ignores these
         log.info(f"note: {', '.join(ignored)} belong(s) to the database builder; main.py ignores them")
@@ -123,7 +142,7 @@ def run(argv: list[str] | None, space_name: str) -> int:
     if args.test:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
                             num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
-                            constrained_decoding=args.constrained_decoding)
+                            constrained_decoding=args.constrained_decoding, budget=limits)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)
         try:
             runner.meta_test(tc)
@@ -165,11 +184,61 @@ def _entry_point(target: str):
     return getattr(importlib.import_module(module), function)
 
 
+def _space_by_name(name: str) -> SearchSpace:
+    """A space by its name or its ``metad2a`` command name."""
+    for s in SEARCH_SPACES.values():
+        if name in (s.name, s.cli_name):
+            return s
+    known = ", ".join(f"{s.cli_name} ({s.name})" for s in SEARCH_SPACES.values())
+    raise MetaD2AError(f"--space {name!r} is not a search space; use one of {known}")
+
+
+@user_command("interrupted; entries measured so far are not saved")
+def latency_table_main(argv: list[str] | None = None) -> int:
+    """``metad2a latency-table``: measure a space's latency table on this machine's device
+    (docs/fidelity.md#budget-latency); the search finds it in its cache folder."""
+    import time
+
+    from metad2a.latency import REPEATS, WARMUP, LatencyMeter
+    from metad2a.log import setup_logging
+
+    p = argparse.ArgumentParser(prog="metad2a latency-table", allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Measure a search space's per-layer latency table on a device.")
+    p.add_argument("--space", required=True, help="search space: " + ", ".join(s.cli_name for s in SEARCH_SPACES.values()))
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    p.add_argument("--resolution", type=int, default=None, help="input image side (default: the space's)")
+    p.add_argument("--batch", type=int, default=1, help="images per timed pass (as --latency-batch)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (as --latency-threads)")
+    p.add_argument("--classes", type=int, default=1000, help="classifier width of the head entry (others are "
+                                                           "measured when a search needs them)")
+    p.add_argument("--out", default=str(paths.latency_cache("results")),
+                   help="cache folder (the search's --latency-cache) or a .json file")
+    p.add_argument("--warmup", type=int, default=WARMUP, help="untimed passes per entry")
+    p.add_argument("--repeats", type=int, default=REPEATS, help="timed passes per entry (the median counts)")
+    args = p.parse_args(argv)
+    setup_logging()
+    space = _space_by_name(args.space)
+    b = Budget(latency_device=args.device, latency_batch=args.batch, latency_threads=args.threads,
+               input_size=args.resolution or space.cost_input_size)
+    require_positive(args, "classes", "warmup", "repeats")
+    meter = LatencyMeter.open(space.name, b.latency_device, b.latency_batch, b.latency_threads, b.input_size,
+                              args.out, warmup=args.warmup, repeats=args.repeats)
+    t0, before = time.time(), len(meter.cache.entries)
+    entries = space.latency_table(meter, args.classes)
+    meter.cache.save()
+    print(f"{entries} entries ({len(meter.cache.entries) - before} measured now) in {time.time() - t0:.1f}s: "
+          f"{meter.cache.path}")
+    return 0
+
+
 def console_main(argv: list[str] | None = None) -> int:
-    """``metad2a <command> ...``: each space's ``main.py`` under its ``cli_name``, and the
-    sub-commands the spaces register."""
+    """``metad2a <command> ...``: each space's ``main.py`` under its ``cli_name``, the sub-commands
+    the spaces register, and ``latency-table`` (any space with a latency table)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands: dict[str, tuple[str, object]] = {}
+    commands: dict[str, tuple[str, object]] = {
+        "latency-table": ("measure a space's per-layer latency table on this machine (--space ...)",
+                          latency_table_main)}
     for space in SEARCH_SPACES.values():
         commands[space.cli_name] = (f"main.py of the {space.name} space (the original flags)",
                                     lambda rest, name=space.name: main(rest, space=name))

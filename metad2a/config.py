@@ -3,10 +3,12 @@ gets these (and the search space's own options object, ``SearchSpace.options``).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from metad2a.errors import MetaD2AError
 
@@ -62,6 +64,67 @@ class TrainConfig:
     lr: float = 1e-4
 
 
+LATENCY_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a searched architecture may cost (docs/fidelity.md#budget): the search keeps only
+    candidates within every limit given. None means no limit; with no limit at all the search is the
+    unconstrained one, unchanged.
+
+    Attributes:
+        max_params_m: parameters, in millions (``--max-params``).
+        max_mflops: multiply-accumulates per image, in millions (``--max-flops``).
+        max_latency_ms: latency of one forward pass of ``latency_batch`` images, measured on
+            ``latency_device`` with ``latency_threads`` intra-op threads (``--max-latency-ms``).
+        latency_device: ``cpu``, ``cuda`` or ``cuda:<i>``.
+        latency_batch: images per timed forward pass.
+        latency_threads: torch intra-op threads while timing.
+        input_size: image side the sizes and latency are counted at; None: the space's
+            (``SearchSpace.cost_input_size``).
+        cache: a folder of latency caches, or one cache file; None: ``<save-path>/latency``.
+    """
+
+    max_params_m: float | None = None
+    max_mflops: float | None = None
+    max_latency_ms: float | None = None
+    latency_device: str = "cpu"
+    latency_batch: int = 1
+    latency_threads: int = 1
+    input_size: int | None = None
+    cache: Path | None = None
+
+    FLAGS: ClassVar[dict[str, str]] = {"max_params_m": "--max-params", "max_mflops": "--max-flops",
+                                       "max_latency_ms": "--max-latency-ms"}
+
+    def __post_init__(self) -> None:
+        for name, flag in self.FLAGS.items():
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise MetaD2AError(f"{flag} must be a positive number, got {v!r}")
+        require_positive(self, "latency_batch", "latency_threads", "input_size", allow_none=True)
+        if not isinstance(self.latency_device, str) or not LATENCY_DEVICE.fullmatch(self.latency_device):
+            raise MetaD2AError(f"--latency-device {self.latency_device!r} is not a device; use cpu, cuda or "
+                               f"cuda:<index>")
+
+    @property
+    def active(self) -> bool:
+        """Whether any limit is set."""
+        return any(getattr(self, name) is not None for name in self.FLAGS)
+
+    @property
+    def measures_latency(self) -> bool:
+        return self.max_latency_ms is not None
+
+    def limits(self) -> dict[str, float]:
+        """The limits that are set, keyed like the cost records (``params_m``, ``mflops``, ``latency_ms``)."""
+        keys = {"max_params_m": "params_m", "max_mflops": "mflops", "max_latency_ms": "latency_ms"}
+        return {keys[n]: getattr(self, n) for n in self.FLAGS if getattr(self, n) is not None}
+
+
 @dataclass(frozen=True)
 class MetaTestConfig:
     data_names: tuple[str, ...]
@@ -73,6 +136,7 @@ class MetaTestConfig:
     pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10)
     max_gen_batches: int = 2000  # cap on decoding batches per run (the original has ~none)
     constrained_decoding: bool = False  # decode only valid architectures (docs/fidelity.md#constrained-decoding)
+    budget: Budget = field(default_factory=Budget)  # no limit: the unconstrained search
 
 
 def to_dict(*configs: Any) -> dict[str, Any]:

@@ -24,6 +24,27 @@ def _add_flag(p: argparse.ArgumentParser, f: FlagSpec) -> None:
         p.add_argument(*f.names, dest=f.dest, type=int if f.kind == "int" else str, default=f.default, help=f.help)
 
 
+def add_budget_flags(p: argparse.ArgumentParser, input_size: int) -> None:
+    """The search budget (docs/fidelity.md#budget), shared by both spaces' ``main.py``."""
+    g = p.add_argument_group("new: search under a budget (--test; every limit is optional)")
+    a = g.add_argument
+    a("--max-params", dest="max_params", type=float, default=None, metavar="M",
+      help="at most M million parameters (with the target's classifier)")
+    a("--max-flops", dest="max_flops", type=float, default=None, metavar="MFLOPS",
+      help="at most MFLOPS million multiply-accumulates per image")
+    a("--max-latency-ms", dest="max_latency_ms", type=float, default=None, metavar="MS",
+      help="at most MS milliseconds per forward pass, measured on --latency-device")
+    a("--latency-device", dest="latency_device", default="cpu", help="cpu, cuda or cuda:<index>")
+    a("--latency-batch", dest="latency_batch", type=int, default=1, metavar="N", help="images per timed pass")
+    a("--latency-threads", dest="latency_threads", type=int, default=1, metavar="N",
+      help="torch intra-op threads while timing")
+    a("--latency-cache", dest="latency_cache", default=None, metavar="PATH",
+      help="folder of latency caches (one file per device fingerprint), or one cache file; "
+           "default <save-path>/latency")
+    a("--input-size", dest="input_size", type=int, default=None, metavar="PX",
+      help=f"image side the budget is counted at (default {input_size})")
+
+
 def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     """The original ``parser.py`` flags with their defaults, plus our additions (marked "new").
 
@@ -70,6 +91,7 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--constrained-decoding", "--constrained_decoding", dest="constrained_decoding", action="store_true",
       help="new: at search time decode only graphs that are valid architectures of the space (masks "
            "impossible vertex types and edges and renormalises the rest); off by default, as in the original")
+    add_budget_flags(p, space.cost_input_size)
     for f in space.extra_flags:
         _add_flag(p, f)
     return p

@@ -55,6 +55,11 @@ def generated_arch_file(test_dir: Path, run: int) -> Path:
     return test_dir / "generated_arch" / f"run_{run}.txt"
 
 
+def latency_cache(save_path: str | Path) -> Path:
+    """``results/latency``: latency caches, one file per device fingerprint (``--latency-cache`` default)."""
+    return Path(save_path) / "latency"
+
+
 def require(path: Path, how: str) -> Path:
     """Return ``path`` if it is a file, else raise an error that names it and how to get it."""
     if not Path(path).is_file():

@@ -17,6 +17,7 @@ from metad2a.config import PREDICTOR_HS, MetaTestConfig, TrainConfig
 from metad2a.data.archive import archive_text
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.data.meta_train import predicted_accuracy
+from metad2a.engine.budget import PARETO_FILE, BudgetFilter, admit, make_filter
 from metad2a.engine.predictor_runner import PredictorRunner
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
@@ -111,8 +112,10 @@ class _Collector:
     sequence not seen before reaches the space's codec (``arch_from_types``, ``arch_key``).
     """
 
-    def __init__(self, space: Any, wanted: int, cap: int, constrained: bool, sets_per_graph: int = 1) -> None:
+    def __init__(self, space: Any, wanted: int, cap: int, constrained: bool, sets_per_graph: int = 1,
+                 feasible: BudgetFilter | None = None) -> None:
         self.space, self.wanted, self.cap, self.constrained = space, wanted, cap, constrained
+        self.feasible = feasible  # a budget: only feasible architectures are kept (docs/fidelity.md#budget)
         self.judge_at = verdict_point(cap, sets_per_graph)
         self.archs: list[Any] = []
         self.seen_types: set[tuple[int, ...]] = set()
@@ -148,6 +151,7 @@ class _Collector:
         for b, nvalid in enumerate(per_batch):
             self.decoded += per_unit
             self.valid += nvalid
+            new: list[tuple[int, Any]] = []  # (row, architecture) new to the run, in decoding order
             for row, key, ty in zip(rows[r: r + nvalid], keys[r: r + nvalid], types[r: r + nvalid]):
                 key = tuple(key)
                 if key in self.seen_types:
@@ -156,15 +160,28 @@ class _Collector:
                 a = self.space.arch_from_types(ty)
                 if a is None or (name := self.space.arch_key(a)) in self.seen:
                     continue
-                self.seen.add(name)
-                self.archs.append(a)
-                kept.append(row)
-                if len(self.archs) == self.wanted:
-                    return b, kept
+                self.seen.add(name)  # over the budget or not, it is not looked at again
+                new.append((row, a))
+                if self.feasible is None and len(self.archs) + len(new) == self.wanted:
+                    break  # the plain loop keeps no more (and, without a budget, needs no more codec calls)
             r += nvalid
+            # a batch's new architectures go through the budget together, as in the plain loop (``admit``)
+            admitted = {id(a) for a in admit([a for _, a in new], self.wanted - len(self.archs), self.feasible)}
+            for row, a in new:
+                if id(a) in admitted:
+                    self.archs.append(a)
+                    kept.append(row)
+            if len(self.archs) == self.wanted:
+                return b, kept
+            if self.feasible is not None and self.feasible.exhausted:
+                self.stop_reason = self.feasible.stop_reason()
+                return b, kept
             self.stop_reason = yield_verdict(self.decoded, self.valid, len(self.archs), self.wanted, self.cap,
                                              self.judge_at, self.constrained)
             if self.stop_reason is not None:
+                if self.feasible is not None:
+                    self.stop_reason += (f" (the counts include {self.feasible.rejected} architecture(s) over the "
+                                         f"budget {self.feasible.describe_limits()}; only feasible ones are kept)")
                 return b, kept
         return None, kept
 
@@ -287,8 +304,9 @@ class GeneratorRunner(Runner):
         return Generation(col.archs, time.time() - t0, col.decoded, col.valid, col.stop_reason, scores)
 
     def generate(self, model: GeneratorModel, target: TargetDataset, num_gen_arch: int, tc: MetaTestConfig,
-                 generator: torch.Generator | None = None) -> Generation:
-        """Decode until ``num_gen_arch`` unique valid architectures; one graph per resampled set.
+                 generator: torch.Generator | None = None, feasible: BudgetFilter | None = None) -> Generation:
+        """Decode until ``num_gen_arch`` unique valid (and, with a budget filter, feasible)
+        architectures; one graph per resampled set.
 
         Random numbers are drawn per loader batch of ``tc.gen_batch_size`` sets as in the plain
         loop (the sets' rows, then the decoding uniforms); up to ``CHUNK_SETS`` sets are then
@@ -300,7 +318,7 @@ class GeneratorRunner(Runner):
         constraints = self._constraints(tc)
         P = self._projected(model, target)
         bs, cap = tc.gen_batch_size, tc.max_gen_batches
-        col = _Collector(self.space, num_gen_arch, cap * bs, tc.constrained_decoding)
+        col = _Collector(self.space, num_gen_arch, cap * bs, tc.constrained_decoding, feasible=feasible)
         per_chunk = max(1, CHUNK_SETS // bs)
         drawn = 0
         with self._progress(target, num_gen_arch) as bar:
@@ -319,7 +337,8 @@ class GeneratorRunner(Runner):
         return self._finish(col, t0)
 
     def _generate_pooled(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset,
-                         num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None) -> Generation:
+                         num_gen_arch: int, tc: MetaTestConfig, generator: torch.Generator | None,
+                         feasible: BudgetFilter | None = None) -> Generation:
         """The pooled search loop (docs/fidelity.md#pooled-search): one graph and one score per
         loader batch of resampled sets; up to ``POOLED_CHUNK`` pooled sets encoded, decoded and
         scored together (docs/fidelity.md#chunked-search)."""
@@ -327,7 +346,8 @@ class GeneratorRunner(Runner):
         constraints = self._constraints(tc)
         Pg, Pp = self._projected(model, target), self._projected(predictor, target)
         bs, cap = tc.gen_batch_size, self.loop.max_pooled_batches
-        col = _Collector(self.space, num_gen_arch, cap, tc.constrained_decoding, sets_per_graph=bs)
+        col = _Collector(self.space, num_gen_arch, cap, tc.constrained_decoding, sets_per_graph=bs,
+                         feasible=feasible)
         rows = bs * target.info.num_classes * target.num_sample  # feature rows of one pooled set
         most = max(1, min(POOLED_CHUNK, POOLED_CHUNK_ROWS // rows))
         scores: list[float] = []
@@ -360,7 +380,8 @@ class GeneratorRunner(Runner):
         return self._finish(col, t0, scores)
 
     def search(self, model: GeneratorModel, predictor: PredictorModel, target: TargetDataset, num_gen_arch: int,
-               tc: MetaTestConfig, generator: torch.Generator | None = None) -> SearchResult:
+               tc: MetaTestConfig, generator: torch.Generator | None = None,
+               feasible: BudgetFilter | None = None) -> SearchResult:
         """Generate ``num_gen_arch`` unique valid architectures and rank them by the predictor.
 
         With the space's ``pooled_search`` loop style: the original's pooled loop. Otherwise one
@@ -369,10 +390,10 @@ class GeneratorRunner(Runner):
         """
         t0 = time.time()
         if self.loop.pooled_search:
-            gen = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator)
+            gen = self._generate_pooled(model, predictor, target, num_gen_arch, tc, generator, feasible)
             scores = gen.scores or []
         else:
-            gen = self.generate(model, target, num_gen_arch, tc, generator)
+            gen = self.generate(model, target, num_gen_arch, tc, generator, feasible)
             scores = (self.ranker().score(predictor, target, gen.archs, tc.pred_num_sets, generator).tolist()
                       if gen.archs else [])
         seconds = time.time() - t0
@@ -393,14 +414,20 @@ class GeneratorRunner(Runner):
             out = paths.meta_test_dir(self.run.save_path, name,
                                       tc.num_gen_arch if self.space.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
-            times, records, counts, files = [], [], [], {}
+            feasible = make_filter(self.space, tc.budget, target.info.num_classes,
+                                   paths.latency_cache(self.run.save_path))
+            times, records, counts, files, first = [], [], [], {}, []
             for run in range(1, target.info.runs + 1):
                 log.info(f"==> run {run}/{target.info.runs}")
+                if feasible is not None:
+                    feasible.over_in_a_row = 0  # each run has its own patience
                 if ranker is None:
-                    res = self.generate(model, target, tc.num_gen_arch, tc)
+                    res = self.generate(model, target, tc.num_gen_arch, tc, feasible=feasible)
                 else:
-                    res = self.search(model, ranker, target, tc.num_gen_arch, tc)
-                    records.append(self._record(run, res, ranker_meta))
+                    res = self.search(model, ranker, target, tc.num_gen_arch, tc, feasible=feasible)
+                    records.append(self._record(run, res, ranker_meta, feasible))
+                if not res.archs and feasible is not None and feasible.records:
+                    raise feasible.infeasible(f"unique valid architectures decoded for {name}")
                 if not res.archs:  # nothing valid: the early stop's reason says why (docs/fidelity.md#early-stop)
                     raise MetaD2AError(f"{name}: {res.stop_reason}")
                 if res.stop_reason:
@@ -409,6 +436,7 @@ class GeneratorRunner(Runner):
                 # arch_key is the original output line of the space (``SearchSpace.arch_key``)
                 files[path] = archive_text(res.seconds, [self.space.arch_key(a) for a in res.archs])
                 times.append(res.seconds)
+                first = first or res.archs
                 counts.append(self._counts(run, res))
                 log.info(f"==> save generated architectures in {path}")
                 log.info(f"elapsed time: {res.seconds:6.2f}s ({len(res.archs)} unique valid of {res.decoded} "
@@ -416,7 +444,11 @@ class GeneratorRunner(Runner):
             files[out / "time.txt"] = f"generator elasped time {statistics.mean(times):.2f}s\n"  # sic, original
             files[out / "generation.json"] = to_json(self._generation(target, tc, counts), indent=2) + "\n"
             if ranker is not None:
-                files[out / "result.json"] = to_json(self._result(target, tc, records, times), indent=2) + "\n"
+                result = self._result(target, tc, records, times)
+                if feasible is not None:
+                    result["budget"] = feasible.summary(first[0] if first else None)
+                    feasible.plot(out / PARETO_FILE, first, records[0]["scores"], f"{target.name}, run 1")
+                files[out / "result.json"] = to_json(result, indent=2) + "\n"
             # all or nothing, once every run is done (docs/fidelity.md#atomic-outputs)
             write_files(files)
             log.info("==> done")
@@ -437,7 +469,7 @@ class GeneratorRunner(Runner):
                     "before num_gen_arch (null when it did not)",
         }
 
-    def _record(self, run: int, res: SearchResult, ranker_meta: dict) -> dict:
+    def _record(self, run: int, res: SearchResult, ranker_meta: dict, feasible: BudgetFilter | None = None) -> dict:
         rec = {"run": run, "top1_arch": self.space.arch_key(res.archs[0]) if res.archs else None,
                "top1_score": res.scores[0] if res.scores else None, "top1_predicted_acc": None,
                "num_archs": len(res.archs), "decoded": res.decoded, "valid": res.valid, "unique": len(res.archs),
@@ -445,6 +477,9 @@ class GeneratorRunner(Runner):
                "scores": res.scores}  # aligned with the lines of run_<k>.txt
         if res.scores:
             rec["top1_predicted_acc"] = predicted_accuracy(res.scores[0], ranker_meta)
+        if feasible is not None:  # docs/fidelity.md#budget: aligned with the lines of run_<k>.txt too
+            rec["costs"] = feasible.costs(res.archs)
+            rec["pareto_front"] = feasible.front(res.archs, res.scores)
         return rec
 
     def _result(self, target: TargetDataset, tc: MetaTestConfig, records: list[dict],

@@ -16,6 +16,7 @@ from metad2a.data.archive import read_archive
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.meta_test import TargetDataset, load_target
 from metad2a.data.meta_train import predicted_accuracy
+from metad2a.engine.budget import PARETO_FILE, make_filter
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
 from metad2a.evaluation.metrics import mean_confidence_interval, pearson
@@ -122,13 +123,19 @@ class PredictorRunner(Runner):
         name, info = target.name, target.info
         test_dir = paths.meta_test_dir(self.run.save_path, name)
         out = test_dir / "best_arch"
-        make_dirs(out)
         column = info.table_column or name
         use_table = table is not None and table.has(column)
-        runs, times, missing = [], [], set()
+        # docs/fidelity.md#budget: the same budget applies to the archived candidates
+        feasible = make_filter(self.space, tc.budget, info.num_classes, paths.latency_cache(self.run.save_path))
+        runs, times, missing, ranked = [], [], set(), []
         for k in range(1, info.runs + 1):
-            _, archs = read_archive(paths.generated_arch_file(test_dir, k),
-                                    hint="run the generator step first (--model generator --test)")
+            path = paths.generated_arch_file(test_dir, k)
+            _, archs = read_archive(path, hint="run the generator step first (--model generator --test)")
+            if feasible is not None:
+                archs = feasible(archs)
+                if not archs:
+                    raise feasible.infeasible(f"candidates of {path}", "raise the limits, or run the generator step "
+                                              "with the same budget flags so that it keeps feasible candidates")
             t0 = time.time()
             scores = self.score(model, target, archs, tc.pred_num_sets)
             order = torch.argsort(scores, descending=True, stable=True).tolist()
@@ -143,19 +150,27 @@ class PredictorRunner(Runner):
                    "top1_acc": accs[0], f"best_of_top{info.top_n}_acc": max(known) if known else None,
                    "top_n": [{"arch": archs[i], "score": float(scores[i]), "acc": acc}
                              for i, acc in zip(order, accs)], "num_candidates": len(archs)}
+            if feasible is not None:  # every candidate's costs, by descending score, and the front
+                ranked.append(([archs[i] for i in order], [float(scores[i]) for i in order]))
+                rec["candidates"] = [{"arch": a, "score": sc, **c} for a, sc, c in
+                                     zip(*ranked[-1], feasible.costs(ranked[-1][0]))]
+                rec["pareto_front"] = feasible.front(*ranked[-1])
             runs.append(rec)
         for r in runs:
             log.info(r["top1_arch"])
+        make_dirs(out)  # only once every run has its candidates (an infeasible budget writes nothing)
         trained = (self.space.train_selected(runs[0]["top1_arch"], name, self.run.data_path, out, self.options,
                                              self.device) if self._trains(info, tc) else None)
         summary, accuracy_txt = self._report(out, runs, info.top_n, use_table, trained)
         result = {"dataset": name, "num_classes": info.num_classes, "search_space": self.space.name,
                   "table": table.source if use_table else None, "runs": runs, "summary": summary,
                   "predictor_seconds_mean": statistics.mean(times), "missing_from_table": sorted(missing),
-                  "trained": trained,
+                  "trained": trained, **({"budget": feasible.summary(ranked[0][0][0])} if feasible else {}),
                   "note": ("top1_acc is the accuracy of the architecture ranked first (what a user gets); "
                            f"best_of_top{info.top_n}_acc is the best table accuracy among the top "
                            f"{info.top_n} (the original's reported CIFAR figure, an oracle pick)")}
+        if feasible is not None:
+            feasible.plot(out / PARETO_FILE, *ranked[0], f"{name}, run 1")
         time_txt = test_dir / "time.txt"  # the generator's line, then this one appended (as the original)
         before = time_txt.read_text(errors="replace") if time_txt.is_file() else ""
         line = f"predictor average elasped time {statistics.mean(times):.2f}s\n"  # sic

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from metad2a.data.catalog import DatasetInfo, resolve_dataset
+from metad2a.errors import MetaD2AError
+from metad2a.latency import LatencyMeter
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.reproduction import Reproduction
 
@@ -127,6 +129,8 @@ class SearchSpace:
         get_files: the commands that fetch the released files.
         commands: extra ``metad2a`` sub-commands.
         reproduction: the paper's protocol for ``metad2a reproduce`` (docs/fidelity.md#reproduction).
+        cost_input_size: image side at which a budget's sizes and latency are counted unless
+            ``--input-size`` says otherwise (docs/fidelity.md#budget).
     """
 
     name: str
@@ -149,6 +153,7 @@ class SearchSpace:
     get_files: GetFiles = GetFiles()
     commands: tuple[CommandSpec, ...] = ()
     reproduction: Reproduction | None = None
+    cost_input_size: int = 32
 
     # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:
@@ -256,3 +261,20 @@ class SearchSpace:
                        device: torch.device) -> dict:
         """Train the selected architecture; returns the ``trained`` record of ``result.json``."""
         raise NotImplementedError(f"{self.name} has no training of the selected architecture")
+
+    # ------------------------------------------------------------------ cost hooks (docs/fidelity.md#budget)
+    def arch_cost(self, arch: Any, num_classes: int, input_size: int) -> tuple[float, float]:
+        """``(parameters in millions, MFLOPs)`` of the network an architecture stands for, with a
+        ``num_classes`` head, for one ``3 x input_size x input_size`` image, by the space's own count."""
+        raise MetaD2AError(f"the {self.name} space has no cost model; --max-params/--max-flops/--max-latency-ms "
+                           f"are not available")
+
+    def latency_ms(self, archs: Sequence[Any], num_classes: int, meter: LatencyMeter) -> list[float]:
+        """Latency (ms) of each architecture's network with a ``num_classes`` head on the meter's
+        device, batch, threads and input size; measured through ``meter`` (and its cache)."""
+        raise MetaD2AError(f"the {self.name} space has no latency model; --max-latency-ms is not available")
+
+    def latency_table(self, meter: LatencyMeter, num_classes: int) -> int:
+        """Measure everything the space's latency model needs in advance (``metad2a latency-table``);
+        returns the number of entries. Spaces that time each network whole have no table."""
+        raise MetaD2AError(f"the {self.name} space times each candidate network whole; it has no latency table")

@@ -23,6 +23,7 @@ from metad2a import paths
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel, read_meta_train, read_task_list
 from metad2a.data.meta_train import MetaTrainDatabase
+from metad2a.latency import LatencyMeter
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import CommandSpec, FlagSpec, GetFiles, SearchSpace
 from metad2a.search_spaces.nasbench201 import cell
@@ -175,6 +176,25 @@ class NasBench201(SearchSpace):
                 "x_test_acc": [r.acc for r in seed_runs], "reused": [r.reused for r in seed_runs],
                 "files": [r.path.name for r in seed_runs], "param_mb": seed_runs[0].param,
                 "flop_mb": seed_runs[0].flop}
+
+    # ------------------------------------------------------------------ cost (docs/fidelity.md#budget-nb201)
+    def arch_cost(self, arch: str, num_classes: int, input_size: int) -> tuple[float, float]:
+        """The benchmark's count of ``TinyNetwork(arch, C=16, N=5, num_classes)`` (the network the
+        table's accuracies and ``--train-arch`` belong to), in closed form."""
+        from metad2a.search_spaces.nasbench201.network import tinynetwork_sizes
+
+        params, mflops = tinynetwork_sizes(arch, num_classes=num_classes, input_size=(input_size, input_size))
+        return params / 1e6, mflops
+
+    def latency_ms(self, archs: Sequence[str], num_classes: int, meter: LatencyMeter) -> list[float]:
+        """Each candidate's ``TinyNetwork(arch, C=16, N=5, num_classes)`` built and timed whole,
+        cached under ``<arch>|classes=<n>``."""
+        from metad2a.search_spaces.nasbench201.network import TinyNetwork
+
+        def build(arch: str) -> tuple[nn.Module, tuple[int, ...]]:
+            return TinyNetwork(arch, num_classes=num_classes), meter.image_shape()
+
+        return [meter.measure(f"{a}|classes={num_classes}", lambda a=a: build(a)) for a in archs]
 
 
 NASBENCH201 = NasBench201(

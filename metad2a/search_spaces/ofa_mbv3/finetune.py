@@ -7,7 +7,10 @@
    MFLOPs are counted as once-for-all counts them (multiply-accumulates of convolutions and linear
    layers, no bias terms) for one 3x224x224 image with the 1000-class head. The original measured
    MACs with ``torchprofile``, which also counts element-wise products (SE, h-swish) and BN, so its
-   figures are a few percent higher and a bound here admits slightly larger subnets.
+   figures are a few percent higher and a bound here admits slightly larger subnets. New:
+   ``--bound-latency-ms MS`` also requires the subnet's latency, at ``--img-size`` with the
+   dataset's head, from the per-layer latency table of ``--latency-device`` (measured when the
+   cache lacks it, docs/fidelity.md#budget-ofa), to be at most MS.
    ``--model-config flops@N`` reads NSGANetV2's ``searched-architectures/<dataset>/net-flops@N/net.subnet``.
 2. **Network.** The subnet with its ImageNet weights is extracted from the once-for-all supernet
    (``--ofa-weights``); its head is replaced by a fresh ``LinearLayer(1280, classes)`` with dropout
@@ -51,7 +54,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from metad2a import paths
-from metad2a.config import require_positive
+from metad2a.config import Budget, require_positive
 from metad2a.data.imaging import IMAGENET_NORM, image_error, image_read_errors, item_location, to_rgb
 from metad2a.errors import DataFileError, MetaD2AError, user_command
 from metad2a.evaluation.metrics import topk_correct
@@ -95,6 +98,11 @@ class FinetuneConfig:
     data_path: Path = Path("../data")
     num_gen_arch: int = 200
     bound: int | None = None
+    bound_latency_ms: float | None = None
+    latency_device: str = "cpu"
+    latency_batch: int = 1
+    latency_threads: int = 1
+    latency_cache: Path | None = None  # None: <save_path>/latency
     seed: int = -1
     batch_size: int = 96
     test_batch_size: int = 200
@@ -120,6 +128,11 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         require_positive(self, "num_gen_arch", "batch_size", "test_batch_size", "epochs", "img_size", "cutout_length")
         require_positive(self, "max_steps", allow_none=True)
+        b = self.bound_latency_ms
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0):
+            raise MetaD2AError(f"--bound-latency-ms must be a positive number, got {b!r}")
+        Budget(latency_device=self.latency_device, latency_batch=self.latency_batch,
+               latency_threads=self.latency_threads)  # their one-line errors
         if not 0.0 <= self.drop < 1.0:
             raise MetaD2AError(f"--drop must be in [0, 1), got {self.drop}")
         if self.model_config != "search" and not self.model_config.startswith("flops@"):
@@ -151,24 +164,36 @@ def read_candidates(save_path: str | Path, data_name: str,
 
 
 def choose_architecture(supernet: nn.Module, archs: Sequence[dict[str, list[int]]], bound: float | None,
-                        limit: int | None = None) -> tuple[int, dict[str, list[int]], float]:
+                        limit: int | None = None, latency: tuple[Any, int, float] | None = None
+                        ) -> tuple[int, dict[str, list[int]], float]:
     """``(line index, architecture, MFLOPs)``: the first one, or the first within ``bound`` MFLOPs
     (1000-class head, 3x224x224) among the first ``limit`` lines.
 
+    Args:
+        latency: ``(meter, num_classes, bound_ms)``: also require the table latency (the meter's
+            device and input size, a ``num_classes`` head) to be at most ``bound_ms``.
+
     Raises:
-        MetaD2AError: no architecture within the bound.
+        MetaD2AError: no architecture within the bounds.
     """
+    from metad2a.search_spaces.ofa_mbv3.latency_table import subnet_latencies
     from metad2a.search_spaces.ofa_mbv3.supernet import extract_subnet, net_size
 
     scan = list(archs[:limit] if limit else archs)
-    smallest = math.inf
+    lat = subnet_latencies(scan, latency[1], latency[0]) if latency else [0.0] * len(scan)
+    smallest, fastest = math.inf, math.inf
     for i, a in enumerate(scan):
         mflops = net_size(extract_subnet(supernet, a), BOUND_RESOLUTION)[1]
-        smallest = min(smallest, mflops)
-        if bound is None or mflops <= bound:
+        smallest, fastest = min(smallest, mflops), min(fastest, lat[i])
+        if (bound is None or mflops <= bound) and (latency is None or lat[i] <= latency[2]):
             return i, a, mflops
-    raise MetaD2AError(f"no architecture among the {len(scan)} searched ones has at most {bound} MFLOPs (the "
-                       f"smallest has {smallest:.1f}); raise --bound or search more architectures (--num-gen-arch)")
+    if latency is None:
+        raise MetaD2AError(f"no architecture among the {len(scan)} searched ones has at most {bound} MFLOPs (the "
+                           f"smallest has {smallest:.1f}); raise --bound or search more architectures "
+                           f"(--num-gen-arch)")
+    raise MetaD2AError(f"no architecture among the {len(scan)} searched ones has at most {bound} MFLOPs and "
+                       f"{latency[2]:g} ms (the smallest has {smallest:.1f} MFLOPs, the fastest {fastest:.2f} ms); "
+                       f"raise --bound/--bound-latency-ms or search under the budget (--max-latency-ms)")
 
 
 def nsganet_architecture(model_config: str, data_name: str,
@@ -341,6 +366,8 @@ def test_epoch(net: nn.Module, loader: DataLoader, device: torch.device) -> tupl
 
 
 def run_dir_name(cfg: FinetuneConfig, data_label: str, seed: int) -> str:
+    if cfg.model_config == "search" and cfg.bound_latency_ms is not None:
+        return f"{data_label}-metaD2A-{cfg.bound}-{cfg.bound_latency_ms:g}ms-{seed}"
     if cfg.model_config == "search":
         return f"{data_label}-metaD2A-{cfg.bound}-{seed}"
     return f"{data_label}-nsganetV2-{cfg.model_config}-{seed}"
@@ -375,7 +402,14 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
     else:
         weights = ensure_supernet_weights(cfg.weights, download=False)
         supernet, weights_desc = build_supernet(read_supernet_weights(weights), source=str(weights)), str(weights)
-    line, arch, mflops_1000 = choose_architecture(supernet, archs, cfg.bound, cfg.num_gen_arch)
+    latency = None
+    if cfg.bound_latency_ms is not None:
+        from metad2a.latency import LatencyMeter
+
+        meter = LatencyMeter.open("ofa_mbv3", cfg.latency_device, cfg.latency_batch, cfg.latency_threads,
+                                  cfg.img_size, cfg.latency_cache or paths.latency_cache(cfg.save_path))
+        latency = (meter, num_classes, cfg.bound_latency_ms)
+    line, arch, mflops_1000 = choose_architecture(supernet, archs, cfg.bound, cfg.num_gen_arch, latency)
     out = Path(cfg.save_path) / "evaluation" / run_dir_name(cfg, data_label, seed)
     out.mkdir(parents=True, exist_ok=True)
     logger = _file_logger(out / "log.txt")
@@ -397,6 +431,11 @@ def finetune(cfg: FinetuneConfig, device: torch.device, argv: Sequence[str] = ()
             "params_m_1000_classes": params_1000, "num_classes": num_classes, "img_size": cfg.img_size,
             "mflops": mflops, "params_m": params, "source": src, "flops_rule": "multiply-accumulates of "
             "conv and linear layers without biases (once-for-all's count)"}
+    if latency is not None:
+        from metad2a.search_spaces.ofa_mbv3.latency_table import subnet_latencies
+
+        info["latency_ms"] = subnet_latencies([arch], num_classes, latency[0])[0]
+        info["latency"] = latency[0].describe()
     write_json(out / "subnet.json", info)
 
     g = torch.Generator().manual_seed(seed)
@@ -484,6 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ofa-weights", default=str(Path("..") / OFA_SUPERNET_TARGET), help="supernet ImageNet weights")
     g.add_argument("--random-init", action="store_true", help="random supernet weights instead (smoke tests only)")
     g.add_argument("--download", action="store_true", help="let torchvision download cifar/aircraft/pets")
+    g.add_argument("--bound-latency-ms", dest="bound_latency_ms", type=float, default=None, metavar="MS",
+                   help="also at most MS milliseconds (latency table of --latency-device at --img-size, the "
+                        "dataset's head)")
+    g.add_argument("--latency-device", dest="latency_device", default="cpu", help="cpu, cuda or cuda:<index>")
+    g.add_argument("--latency-batch", dest="latency_batch", type=int, default=1, help="images per timed pass")
+    g.add_argument("--latency-threads", dest="latency_threads", type=int, default=1,
+                   help="torch intra-op threads while timing")
+    g.add_argument("--latency-cache", dest="latency_cache", default=None,
+                   help="latency cache folder or file (default <save-path>/latency, where the search keeps it)")
     return p
 
 
@@ -506,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         grad_clip=args.grad_clip, cutout=not args.no_cutout, cutout_length=args.cutout_length,
         autoaugment=not args.no_autoaugment, drop=args.drop, drop_path=args.drop_path, img_size=args.img_size,
         model_config=args.model_config, weights=Path(args.ofa_weights), random_init=args.random_init,
-        max_steps=args.max_steps, download=args.download)
+        max_steps=args.max_steps, download=args.download, bound_latency_ms=args.bound_latency_ms,
+        latency_device=args.latency_device, latency_batch=args.latency_batch, latency_threads=args.latency_threads,
+        latency_cache=Path(args.latency_cache) if args.latency_cache else None)
     finetune(cfg, select_device(args.gpu), argv)
     return 0
 

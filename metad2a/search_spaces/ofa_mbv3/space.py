@@ -22,6 +22,7 @@ from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel
 from metad2a.data.meta_train import RaggedMetaTrainDatabase
 from metad2a.errors import DataFileError
+from metad2a.latency import LatencyMeter
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import CommandSpec, FlagSpec, GetFiles, LoopStyle, SearchSpace
 from metad2a.search_spaces.ofa_mbv3 import subnet
@@ -176,6 +177,25 @@ class OfaMbv3(SearchSpace):
             splits["train"].mean, splits["train"].std, num_sample, source=str(collected_database(data_path, kind)))
         return model, db
 
+    # ------------------------------------------------------------------ cost (docs/fidelity.md#budget-ofa)
+    def arch_cost(self, arch: Mapping[str, Any], num_classes: int, input_size: int) -> tuple[float, float]:
+        """once-for-all's count of the extracted subnet with a ``num_classes`` head, in closed form."""
+        from metad2a.search_spaces.ofa_mbv3.cost import subnet_size
+
+        params, macs = subnet_size(arch, num_classes, input_size)
+        return params / 1e6, macs / 1e6
+
+    def latency_ms(self, archs: Sequence[Mapping[str, Any]], num_classes: int, meter: LatencyMeter) -> list[float]:
+        """The sum of the subnet's entries in the per-layer latency table of the meter's fingerprint."""
+        from metad2a.search_spaces.ofa_mbv3.latency_table import subnet_latencies
+
+        return subnet_latencies(archs, num_classes, meter)
+
+    def latency_table(self, meter: LatencyMeter, num_classes: int) -> int:
+        from metad2a.search_spaces.ofa_mbv3.latency_table import build_table
+
+        return build_table(meter, num_classes)
+
 
 OFA_MBV3 = OfaMbv3(
     name="ofa_mbv3", cli_name="ofa", nvt=subnet.NVT, max_n=subnet.MAX_N, start_type=subnet.START_TYPE,
@@ -183,5 +203,5 @@ OFA_MBV3 = OfaMbv3(
     model_choices=("generator", "predictor", "train_arch"), extra_flags=FLAGS, datasets=DATASETS,
     all_generator=ALL, all_predictor=ALL, generator_ranks=True, num_gen_arch_dir=True,
     released_generator_epoch=120, get_files=GetFiles(generator_checkpoint="python get_files/get_generator_checkpoint.py"),
-    commands=COMMANDS, reproduction=OFA_REPRODUCTION,
+    commands=COMMANDS, reproduction=OFA_REPRODUCTION, cost_input_size=224,
 )

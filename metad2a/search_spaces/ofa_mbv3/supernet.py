@@ -37,6 +37,7 @@ from metad2a.checkpoint import read_state_dict
 from metad2a.errors import CheckpointError, DataFileError, MetaD2AError
 from metad2a.evaluation.metrics import topk_correct
 from metad2a.evaluation.net_size import count_flops, count_parameters
+from metad2a.search_spaces.ofa_mbv3.cost import LAST_CHANNEL
 from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_NAME, OFA_SUPERNET_TARGET, OFA_SUPERNET_URL
 from metad2a.search_spaces.ofa_mbv3.subnet import DEPTHS, EXPANDS, KS, canonical_arch_dict
 
@@ -45,7 +46,6 @@ log = logging.getLogger("metad2a")
 SUPERNET_KWARGS: dict[str, Any] = {"n_classes": 1000, "dropout_rate": 0.0, "width_mult": 1.0,
                                    "ks_list": list(KS), "expand_ratio_list": list(EXPANDS),
                                    "depth_list": list(DEPTHS)}
-LAST_CHANNEL = 1280  # input width of the classifier
 SIZE_RESOLUTION = 224  # params/FLOPs are always reported at 3x224x224, whatever the image size used
 GET_SUPERNET = "python get_files/get_ofa_supernet.py"  # run in MetaD2A_ofa/
 
