@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import platform
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 
-SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch")
+SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "pred_num_sets")
 
 
 def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
@@ -53,12 +54,27 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
     if args.nvt + space.nvt_flag_offset != space.nvt:
         raise MetaD2AError(f"--nvt {args.nvt} does not fit {space.name} (expects {space.nvt - space.nvt_flag_offset})")
     require_positive(args, *SHARED_POSITIVE, *(f.dest for f in space.extra_flags if f.positive), allow_none=True)
+    _check_ranking_flags(args)
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
     if args.model_name == "generator" and mc.hs != mc.nz:
         log.warning("warning: the original generator only runs with --hs equal to --nz; "
                     "this one accepts it, but released checkpoints use 56/56")
     return mc
+
+
+def _check_ranking_flags(args: argparse.Namespace) -> None:
+    """``--rank-loss`` belongs to predictor meta-training; ``--ensemble`` and ``--likelihood-weight``
+    to the predictor's ranking step (docs/fidelity.md#ranking-options)."""
+    if not math.isfinite(args.rank_loss) or args.rank_loss < 0:
+        raise MetaD2AError(f"--rank-loss must be a non-negative number, got {args.rank_loss}")
+    if not 0 <= args.likelihood_weight <= 1:
+        raise MetaD2AError(f"--likelihood-weight must be between 0 and 1, got {args.likelihood_weight}")
+    if args.rank_loss and (args.model_name != "predictor" or args.test):
+        raise MetaD2AError("--rank-loss applies to predictor meta-training (--model predictor without --test)")
+    if (args.ensemble or args.likelihood_weight) and not (args.model_name == "predictor" and args.test):
+        raise MetaD2AError("--ensemble and --likelihood-weight apply to the predictor's ranking step "
+                           "(--model predictor --test)")
 
 
 def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:
@@ -100,11 +116,14 @@ def run(argv: list[str] | None, space_name: str) -> int:
     run_dir = paths.run_dir(rc.save_path, rc.model)
     if args.test:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
-                            num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch)
+                            num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
+                            pred_num_sets=args.pred_num_sets, ensemble=tuple(Path(p) for p in args.ensemble),
+                            likelihood_weight=args.likelihood_weight)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)
         runner.meta_test(tc)
     else:
-        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size)
+        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size,
+                         rank_loss=args.rank_loss)
         logger = setup_logging(paths.train_log(rc.save_path, rc.model))
         for k, v in vars(args).items():  # the original starts its log with the arguments
             logger.info(f"{k}: {v}")
