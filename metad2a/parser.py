@@ -67,7 +67,7 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--rank-loss", "--rank_loss", dest="rank_loss", type=float, default=0.0,
       help="new: predictor meta-training adds this weight x a pairwise ranking loss to the MSE (0: original)")
     a("--pred-num-sets", "--pred_num_sets", dest="pred_num_sets", type=int, default=10,
-      help="new: resampled sets of the target averaged per architecture when ranking (original: 10)")
+      help="new: resampled sets of the target each prediction is averaged over when ranking (original: 10)")
     a("--ensemble", nargs="+", default=[], metavar="CKPT",
       help="new: further predictor checkpoints whose predictions are averaged with ckpt_max_corr.pt's")
     a("--likelihood-weight", "--likelihood_weight", dest="likelihood_weight", type=float, default=0.0,

@@ -84,6 +84,20 @@ def test_rank_scores_original_ensemble_and_likelihood_mix():
     assert torch.equal(standardise(torch.ones(3)), torch.zeros(3))
 
 
+def test_ranking_flags_parse_with_the_original_defaults():
+    from metad2a.build.ofa_cli import build_parser as ofa_builder_parser
+    from metad2a.parser import build_parser
+    from metad2a.search_spaces import get_search_space
+
+    p = build_parser(get_search_space("nasbench201"))
+    a = p.parse_args([])
+    assert (a.rank_loss, a.pred_num_sets, a.ensemble, a.likelihood_weight) == (0.0, 10, [], 0.0)
+    a = p.parse_args(["--rank_loss", "0.5", "--pred-num-sets", "30", "--likelihood-weight", "0.25",
+                      "--ensemble", "a.pt", "b.pt"])
+    assert (a.rank_loss, a.pred_num_sets, a.ensemble, a.likelihood_weight) == (0.5, 30, ["a.pt", "b.pt"], 0.25)
+    assert ofa_builder_parser().parse_args([]).pred_num_sets == 1  # the OFA builder's own default
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
