@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from metad2a.cli import main as cli_main
+from metad2a.errors import user_command
 from metad2a.priors import Prior, nb201_prior
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
@@ -79,15 +80,21 @@ def random_rank(arch: str, prior: Prior | None = None, num_random: int = NUM_RAN
     return int((scores[:-1] < scores[-1]).sum()), len(others)
 
 
+@user_command("interrupted")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m metad2a.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("work", nargs="?", default="demo_run", help="output folder (default demo_run)")
     ap.add_argument("--nb201-table", type=Path, default=None,
                     help="NB201 CSV table (arch_str, <dataset>_test_200ep): also print the chosen cell's accuracies")
+    ap.add_argument("--likelihood-weight", type=float, default=None,
+                    help="the ranking's generator log-likelihood weight (default: the prior's, 0.5; 0: the original "
+                         "ranking, docs/fidelity.md#prior-ranking)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     work = Path(a.work).resolve()
     t0 = time.time()
     prior = nb201_prior()
+    if a.likelihood_weight is not None:
+        prior = prior.with_likelihood_weight(a.likelihood_weight)
     print(f"==> MetaD2A demo (offline): search an NB201 cell for scikit-learn's digits; outputs in {work}")
     print(f"    prior: {prior.description}")
     print(f"    ranking: {prior.ranking_text}")

@@ -41,7 +41,7 @@ from metad2a.checkpoint import load_trusted_data, save_data  # noqa: E402
 from metad2a.data.formats import read_meta_train, top_k_per_task, write_bylabel, write_meta_train  # noqa: E402
 from metad2a.data.synthetic import synthetic_features  # noqa: E402
 from metad2a.files import file_sha256, write_json  # noqa: E402
-from metad2a.priors import NB201_PRIOR_DIR, PRIOR_FILE  # noqa: E402
+from metad2a.priors import NB201_PRIOR_DIR, PRIOR_FILE, ranking_note  # noqa: E402
 
 SHARED_FILES = ("meta_train_task_lst.pt", "meta_train_tasks_predictor.pt", "meta_train_tasks_predictor_idx.pt")
 
@@ -188,11 +188,6 @@ def install(work: Path, dest: Path, recipe: PriorRecipe = RECIPE, prepared: dict
                      "meta_train_wall_seconds": _wall_seconds(save, kind, epochs),
                      "meta_train_cpu_seconds": cpu.get(kind)}
     ranking = {"pred_num_sets": recipe.pred_num_sets, "likelihood_weight": recipe.likelihood_weight}
-    note = "the predictor's prediction (the original ranking)"
-    if recipe.likelihood_weight:
-        note = (f"{1 - recipe.likelihood_weight:g} x the predictor's standardised prediction + "
-                f"{recipe.likelihood_weight:g} x the generator's standardised log-likelihood "
-                f"(--likelihood-weight {recipe.likelihood_weight:g}, docs/fidelity.md#ranking-options)")
     prior = {
         "name": "nb201-real-triples-synthetic-features",
         "search_space": "nasbench201",
@@ -210,7 +205,7 @@ def install(work: Path, dest: Path, recipe: PriorRecipe = RECIPE, prepared: dict
                      "predictor": "python MetaD2A_nas_bench_201/main.py --gpu cpu "
                                   + " ".join(predictor_args(Path("<work>/data"), Path("<work>/results"), recipe))},
         "ranking": ranking,
-        "ranking_note": note,
+        "ranking_note": ranking_note(recipe.likelihood_weight),
         "regenerate": "python scripts/build_nb201_prior.py",
         **out,
     }

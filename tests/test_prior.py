@@ -119,3 +119,17 @@ def test_install_writes_exactly_the_prior_files(tmp_path):
     assert "--rank-loss" not in prior_json["commands"]["predictor"]
     gen, pred = prior.load_models()
     assert gen.hs == pred.hs == 8
+
+
+def test_original_ranking_is_one_flag_away(capsys):
+    from metad2a import demo
+    from metad2a.priors import ranking_note
+
+    prior = nb201_prior()
+    original = prior.with_likelihood_weight(0)  # docs/fidelity.md#prior-ranking
+    assert original.search_flags == [] and original.ranking_text == ranking_note(0)
+    assert "original ranking" in ranking_note(0)
+    assert prior.ranking_text == ranking_note(0.5) and prior.search_flags == ["--likelihood-weight", "0.5"]
+    assert (original.generator, original.predictor) == (prior.generator, prior.predictor)
+    assert demo.main(["unused", "--likelihood-weight", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --likelihood-weight must be between 0 and 1, got 2.0"

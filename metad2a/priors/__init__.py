@@ -11,11 +11,11 @@ regenerates the files.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metad2a.errors import DataFileError
+from metad2a.errors import DataFileError, MetaD2AError
 
 if TYPE_CHECKING:
     from metad2a.models.generator import GeneratorModel
@@ -71,7 +71,15 @@ class Prior:
 
     @property
     def ranking_text(self) -> str:
-        return self.info.get("ranking_note", "the predictor's prediction (the original ranking)")
+        return self.info.get("ranking_note") or ranking_note(self.ranking.get("likelihood_weight", 0.0))
+
+    def with_likelihood_weight(self, weight: float) -> Prior:
+        """The same prior searched with another ``--likelihood-weight`` (0: the original ranking)."""
+        if not 0 <= weight <= 1:
+            raise MetaD2AError(f"--likelihood-weight must be between 0 and 1, got {weight}")
+        info = {**self.info, "ranking": {**self.ranking, "likelihood_weight": weight},
+                "ranking_note": ranking_note(weight)}
+        return replace(self, info=info)
 
     def load_models(self, device: str = "cpu") -> tuple[GeneratorModel, PredictorModel]:
         """Both models, loaded strictly, in eval mode."""
@@ -86,6 +94,15 @@ class Prior:
                                     start_type=space.start_type, end_type=space.end_type, device=device)
             out.append(model)
         return out[0], out[1]
+
+
+def ranking_note(likelihood_weight: float) -> str:
+    """One line that says how a prior's search ranks (``prior.json`` ``ranking_note``)."""
+    if not likelihood_weight:
+        return "the predictor's prediction (the original ranking)"
+    return (f"{1 - likelihood_weight:g} x the predictor's standardised prediction + {likelihood_weight:g} x the "
+            f"generator's standardised log-likelihood (--likelihood-weight {likelihood_weight:g}, "
+            "docs/fidelity.md#ranking-options)")
 
 
 def load_prior(folder: Path) -> Prior:
