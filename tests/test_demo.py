@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from metad2a import demo
 from metad2a.data.formats import read_bylabel
 from metad2a.priors import nb201_prior
@@ -29,3 +31,19 @@ def test_demo_search_runs_offline_with_the_prior(tmp_path, capsys):
     assert "dataset conditioning: inactive" in capsys.readouterr().out  # every output says what it learnt from
     below, compared = demo.random_rank(run["top1_arch"], prior, num_random=100)
     assert 0 <= below <= compared <= 100 and compared >= 99
+
+
+def test_demo_searches_your_own_features_with_the_prior(tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for ext in (".pt", ".json"):  # any <name>bylabel.pt with EfficientNet-Lite0 features
+        shutil.copyfile(demo.DEMO / "data" / f"{demo.TARGET}bylabel{ext}", data / f"minebylabel{ext}")
+    result = demo.search(tmp_path / "run", quiet=True, num_gen_arch=10, data_path=data, data_name="mine")
+    assert result["dataset"] == "mine" and result["runs"][0]["num_candidates"] == 10
+    below, compared = demo.random_rank(result["runs"][0]["top1_arch"], num_random=20, data_path=data, data_name="mine")
+    assert 0 <= below <= compared
+    with pytest.raises(SystemExit) as e:  # main.py has printed its one-line error
+        demo.main([str(tmp_path / "run2"), "--data-path", str(data), "--data-name", "absent"])
+    assert e.value.code == 2
