@@ -43,6 +43,7 @@ from metad2a.data.synthetic import synthetic_features  # noqa: E402
 from metad2a.files import file_sha256, write_json  # noqa: E402
 from metad2a.priors import NB201_PRIOR_DIR, PRIOR_FILE, ranking_note  # noqa: E402
 
+SHARED_DATA = Path(os.environ.get("METAD2A_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHARED_FILES = ("meta_train_task_lst.pt", "meta_train_tasks_predictor.pt", "meta_train_tasks_predictor_idx.pt")
 
 
@@ -216,8 +217,9 @@ def install(work: Path, dest: Path, recipe: PriorRecipe = RECIPE, prepared: dict
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data",
-                    help="folder holding metad2a/ with the original meta-training files")
+    ap.add_argument("--shared", type=Path, default=SHARED_DATA,
+                    help="folder holding metad2a/ with the original meta-training files (default: "
+                         "$METAD2A_SHARED_DATA, else ../shared/data)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/metad2a-nb201-prior"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the meta-training processes (the "
                     "committed files were trained with 1)")
