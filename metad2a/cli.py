@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import platform
 import sys
@@ -36,7 +37,8 @@ from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 
-SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "num_class")
+SHARED_POSITIVE = ("num_sample", "nz", "batch_size", "max_epoch", "save_epoch", "num_gen_arch", "num_class",
+                   "pred_num_sets")
 
 
 def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
@@ -59,6 +61,7 @@ def _model_config(args: argparse.Namespace, space: SearchSpace) -> ModelConfig:
     if args.test and space.num_archs is not None and args.num_gen_arch > space.num_archs:
         raise MetaD2AError(f"--num-gen-arch {args.num_gen_arch} exceeds the {space.num_archs:,} distinct "
                            f"architectures of {space.name}; pass --num-gen-arch {space.num_archs} or fewer")
+    _check_ranking_flags(args)
     hs = args.hs if args.hs is not None else (GENERATOR_HS if args.model_name == "generator" else PREDICTOR_HS)
     mc = ModelConfig(hs=hs, nz=args.nz, nvt=space.nvt, max_n=space.max_n, num_sample=args.num_sample)
     if args.model_name == "generator" and mc.hs != mc.nz:
@@ -77,6 +80,20 @@ def check_data_name(name: str | None) -> None:
         raise MetaD2AError(f"--data-name {name!r} is not a dataset name (no folders, no '..'); put the "
                            "features in <data-path>/NAMEbylabel.pt and pass --data-name NAME (or --data-path "
                            "for another folder)")
+
+
+def _check_ranking_flags(args: argparse.Namespace) -> None:
+    """``--rank-loss`` belongs to predictor meta-training; ``--ensemble`` and ``--likelihood-weight``
+    to the predictor's ranking step (docs/fidelity.md#ranking-options)."""
+    if not math.isfinite(args.rank_loss) or args.rank_loss < 0:
+        raise MetaD2AError(f"--rank-loss must be a non-negative number, got {args.rank_loss}")
+    if not 0 <= args.likelihood_weight <= 1:
+        raise MetaD2AError(f"--likelihood-weight must be between 0 and 1, got {args.likelihood_weight}")
+    if args.rank_loss and (args.model_name != "predictor" or args.test):
+        raise MetaD2AError("--rank-loss applies to predictor meta-training (--model predictor without --test)")
+    if (args.ensemble or args.likelihood_weight) and not (args.model_name == "predictor" and args.test):
+        raise MetaD2AError("--ensemble and --likelihood-weight apply to the predictor's ranking step "
+                           "(--model predictor --test)")
 
 
 def data_names(args: argparse.Namespace, space: SearchSpace) -> tuple[str, ...]:
@@ -142,7 +159,9 @@ def run(argv: list[str] | None, space_name: str) -> int:
     if args.test:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
                             num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
-                            constrained_decoding=args.constrained_decoding, budget=limits)
+                            constrained_decoding=args.constrained_decoding, budget=limits,
+                            pred_num_sets=args.pred_num_sets, ensemble=tuple(Path(p) for p in args.ensemble),
+                            likelihood_weight=args.likelihood_weight)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)
         try:
             runner.meta_test(tc)
@@ -151,7 +170,8 @@ def run(argv: list[str] | None, space_name: str) -> int:
                   "run the same command again to search anew", file=sys.stderr)
             return 130
     else:
-        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size)
+        tc = TrainConfig(max_epoch=args.max_epoch, save_epoch=args.save_epoch, batch_size=args.batch_size,
+                         rank_loss=args.rank_loss)
         with claim_run_dir(rc.save_path, rc.model, resume=args.resume, overwrite=args.overwrite):
             logger = setup_logging(paths.train_log(rc.save_path, rc.model))
             for k, v in vars(args).items():  # the original starts its log with the arguments

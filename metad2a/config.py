@@ -62,6 +62,9 @@ class TrainConfig:
     save_epoch: int = 20
     batch_size: int = 32
     lr: float = 1e-4
+    # new: weight of a pairwise ranking term beside the predictor's MSE (0: the original loss only;
+    # docs/fidelity.md#rank-loss)
+    rank_loss: float = 0.0
 
 
 LATENCY_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -133,7 +136,10 @@ class MetaTestConfig:
     load_epoch: int = 20
     train_arch: bool = True
     gen_batch_size: int = 100  # resampled sets per decoding batch (original: 100)
-    pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10)
+    pred_num_sets: int = 10  # resampled sets averaged per architecture (original: 10; --pred-num-sets)
+    # new ranking options (docs/fidelity.md#ranking-options); the defaults keep the original ranking
+    ensemble: tuple[Path, ...] = ()  # further predictor checkpoints, averaged with ckpt_max_corr.pt
+    likelihood_weight: float = 0.0  # in [0, 1]: share of the generator's log-likelihood in the ranking
     max_gen_batches: int = 2000  # cap on decoding batches per run (the original has ~none)
     constrained_decoding: bool = False  # decode only valid architectures (docs/fidelity.md#constrained-decoding)
     budget: Budget = field(default_factory=Budget)  # no limit: the unconstrained search
@@ -154,4 +160,6 @@ def _plain(v: Any) -> Any:
         return str(v)
     if is_dataclass(v):
         return {k: _plain(x) for k, x in asdict(v).items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
     return v

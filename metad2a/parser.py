@@ -92,6 +92,15 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
       help="new: at search time decode only graphs that are valid architectures of the space (masks "
            "impossible vertex types and edges and renormalises the rest); off by default, as in the original")
     add_budget_flags(p, space.cost_input_size)
+    a("--rank-loss", "--rank_loss", dest="rank_loss", type=float, default=0.0,
+      help="new: predictor meta-training adds this weight x a pairwise ranking loss to the MSE (0: original)")
+    a("--pred-num-sets", "--pred_num_sets", dest="pred_num_sets", type=int, default=10,
+      help="new: resampled sets of the target each prediction is averaged over when ranking (original: 10)")
+    a("--ensemble", nargs="+", default=[], metavar="CKPT",
+      help="new: further predictor checkpoints whose predictions are averaged with ckpt_max_corr.pt's")
+    a("--likelihood-weight", "--likelihood_weight", dest="likelihood_weight", type=float, default=0.0,
+      help="new: rank by (1 - W) x standardised prediction + W x the generator's standardised "
+           "log-likelihood of the architecture, W in [0, 1] (0: the original ranking; 1: the likelihood alone)")
     for f in space.extra_flags:
         _add_flag(p, f)
     return p

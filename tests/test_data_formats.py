@@ -120,3 +120,14 @@ def test_data_name_all_keeps_the_original_orders():
     q = data_names(p.parse_args(["--model", "predictor", "--data-name", "all"]), space)
     assert g == ("cifar100", "cifar10", "mnist", "svhn", "aircraft", "pets")
     assert q == ("cifar10", "cifar100", "mnist", "svhn", "aircraft", "pets")
+
+
+def test_top_k_per_task_keeps_each_tasks_best_entries():
+    from metad2a.data.formats import MetaTrainFile, top_k_per_task
+
+    mt = MetaTrainFile(acc=[50.0, 70.0, 60.0, 70.0, 40.0], task=[2, 0, 2, 0, 1], graphs=list("abcde"), perm=[0] * 5)
+    best = top_k_per_task(mt, 1, seed=0)
+    assert (best.task, best.acc, best.graphs) == ([0, 1, 2], [70.0, 40.0, 60.0], ["b", "e", "c"])  # tie: file order
+    two = top_k_per_task(mt, 2, seed=0)
+    assert (two.task, two.graphs) == ([0, 0, 1, 2, 2], ["b", "d", "e", "c", "a"])
+    assert sorted(two.perm) == list(range(5)) and two.perm == top_k_per_task(mt, 2, seed=0).perm

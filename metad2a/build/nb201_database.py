@@ -55,7 +55,7 @@ from metad2a.checkpoint import save_data, sidecar_path
 from metad2a.files import write_json
 from metad2a.seeding import stable_seed
 from metad2a.data.arch_data import load_pixels, normalise_pixels
-from metad2a.data.formats import MetaTrainFile, write_meta_train
+from metad2a.data.formats import MetaTrainFile, top_k_per_task, write_meta_train
 from metad2a.data.image_sources import ImageSource, build_source
 from metad2a.build.jobs import (
     load_or_save_plan,
@@ -276,18 +276,13 @@ def write_database(out: Path, plan: Plan, records: dict[str, dict[str, Any]], to
         raise DataFileError(f"{out}: no architecture was trained successfully (see {BUILD_RESULTS}); "
                             "nothing to write")
     save_data([[c + 1 for c in task] for task in plan.tasks], Path(out) / paths.META_TRAIN_TASK_LST)
-    by_task: dict[int, list[tuple[int, str, float]]] = {}
-    for entry in ok:
-        by_task.setdefault(entry[0], []).append(entry)
-    best = [e for t in sorted(by_task) for e in sorted(by_task[t], key=lambda e: -e[2])[:top_k]]
+    perm = torch.randperm(len(ok), generator=torch.Generator().manual_seed(seed)).tolist()
+    pred = MetaTrainFile(acc=[e[2] for e in ok], task=[e[0] for e in ok],
+                         graphs=[nb.arch_str_to_igraph(e[1]) for e in ok], perm=perm)
     counts = {}
-    for kind, entries in (("predictor", ok), ("generator", best)):
-        g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(entries), generator=g).tolist()
-        mt = MetaTrainFile(acc=[e[2] for e in entries], task=[e[0] for e in entries],
-                           graphs=[nb.arch_str_to_igraph(e[1]) for e in entries], perm=perm)
+    for kind, mt in (("predictor", pred), ("generator", top_k_per_task(pred, top_k, seed))):
         write_meta_train(mt, *paths.meta_train_tasks(out, kind))
-        counts[kind] = len(entries)
+        counts[kind] = len(mt.acc)
     return counts
 
 

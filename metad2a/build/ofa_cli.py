@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--candidates", type=int, default=10, help="generator database: subnets ranked per task")
     g.add_argument("--eval-candidates", choices=("all", "chosen"), default="all",
                    help="generator database: measure every candidate (the original) or only the best-ranked")
-    g.add_argument("--pred-num-sets", type=int, default=1,
-                   help="generator database: feature draws averaged by the predictor per task")
+    # --pred-num-sets is main.py's flag (sets averaged per prediction); here: the feature draws averaged
+    # by the predictor per task of the generator database, one by default
+    p.set_defaults(pred_num_sets=1)
     g.add_argument("--ofa-weights", default=OFA_SUPERNET_TARGET,
                    help="supernet ImageNet weights (downloaded there when missing, unless --no-download)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")

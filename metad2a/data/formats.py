@@ -168,3 +168,15 @@ def write_meta_train(mt: MetaTrainFile, path: str | Path, idx_path: str | Path) 
     """Write in the original layout (graphs under the original key ``graph``)."""
     save_data({"acc": list(mt.acc), "task": list(mt.task), "graph": list(mt.graphs)}, path)
     save_data(torch.tensor(mt.perm, dtype=torch.long), idx_path)
+
+
+def top_k_per_task(mt: MetaTrainFile, top_k: int, seed: int) -> MetaTrainFile:
+    """A generator database derived from a predictor database: each task's ``top_k`` most accurate
+    entries (ties keep file order), tasks in ascending order, with a fresh split permutation drawn
+    from ``seed`` (docs/data.md#derived-generator-database)."""
+    by_task: dict[int, list[int]] = {}
+    for i, t in enumerate(mt.task):
+        by_task.setdefault(t, []).append(i)
+    keep = [i for t in sorted(by_task) for i in sorted(by_task[t], key=lambda i: -mt.acc[i])[:top_k]]
+    perm = torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed)).tolist()
+    return MetaTrainFile([mt.acc[i] for i in keep], [mt.task[i] for i in keep], [mt.graphs[i] for i in keep], perm)

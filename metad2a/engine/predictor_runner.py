@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from metad2a import paths
-from metad2a.config import MetaTestConfig, TrainConfig
+from metad2a.checkpoint import read_sidecar
+from metad2a.config import GENERATOR_HS, MetaTestConfig, TrainConfig
 from metad2a.data.archive import read_archive
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.meta_test import TargetDataset, load_target
@@ -19,13 +22,46 @@ from metad2a.data.meta_train import predicted_accuracy
 from metad2a.engine.budget import PARETO_FILE, make_filter
 from metad2a.engine.runner import Runner, optimise, set_encode_batch
 from metad2a.engine.trainer import EpochResult, fit
+from metad2a.errors import CheckpointError
 from metad2a.evaluation.metrics import mean_confidence_interval, pearson
 from metad2a.files import make_dirs, to_json, write_files
-from metad2a.models.predictor import PredictorModel, score_sets
+from metad2a.models.generator import GeneratorModel, likelihood_sets
+from metad2a.models.predictor import PredictorModel, pairwise_rank_loss, score_sets
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.search_spaces.base import AccuracyTable
 
 log = logging.getLogger("metad2a")
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """``(x - mean) / std`` over the candidates; all zeros when they are all equal."""
+    std = x.std() if x.numel() > 1 else x.new_zeros(())
+    return (x - x.mean()) / std if float(std) > 0 else torch.zeros_like(x)
+
+
+@torch.no_grad()
+def rank_scores(predictors: Sequence[PredictorModel], sets: torch.Tensor, graphs: GraphBatch,
+                generator: GeneratorModel | None = None, likelihood_weight: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranking of candidate architectures (docs/fidelity.md#ranking-options).
+
+    The predictors' mean prediction over the same resampled ``sets`` (one predictor: the original
+    ranking; several: an ensemble), optionally mixed with the generator's log-likelihood of each
+    architecture given the same sets: ``(1 - w) * standardise(prediction) + w *
+    standardise(log-likelihood)`` with ``w = likelihood_weight`` in [0, 1], both standardised over
+    the candidates (1: the likelihood alone).
+
+    Returns:
+        (ranking scores [A], the predictors' mean prediction [A]), on the CPU.
+    """
+    predicted = torch.stack([score_sets(p, sets, graphs) for p in predictors]).mean(0)
+    if not likelihood_weight:
+        return predicted, predicted
+    if generator is None:
+        raise ValueError("likelihood_weight needs the generator")
+    ll = likelihood_sets(generator, sets, graphs)
+    w = likelihood_weight
+    return (1 - w) * standardise(predicted) + w * standardise(ll), predicted
 
 
 class PredictorRunner(Runner):
@@ -35,7 +71,7 @@ class PredictorRunner(Runner):
     def meta_train(self, tc: TrainConfig) -> dict:
         model, db = self.prepare_meta_train()
         log.info(f"==> The number of tasks for meta-training: {len(db.split['train'])}")
-        meta = self.checkpoint_meta(model, acc_mean=db.mean, acc_std=db.std)
+        meta = self.checkpoint_meta(model, acc_mean=db.mean, acc_std=db.std, rank_loss=tc.rank_loss)
         best = {"loss": float("nan"), "corr": float("-inf")}
 
         def epoch(mode: str, ep: int, opt: torch.optim.Optimizer | None) -> EpochResult:
@@ -49,7 +85,10 @@ class PredictorRunner(Runner):
                     # separately (as the original's per-sample loop) and the summed loss still takes
                     # one step per batch.
                     y_pred = model.predict(set_encode_batch(model, b, self.device), model.graph_encode(g))
-                    return model.mseloss(y_pred, y[:, None]), y_pred
+                    loss = model.mseloss(y_pred, y[:, None])
+                    if tc.rank_loss:  # new option (docs/fidelity.md#rank-loss); 0 keeps the original loss
+                        loss = loss + tc.rank_loss * pairwise_rank_loss(y_pred.squeeze(1), y)
+                    return loss, y_pred
 
                 loss, y_pred = optimise(opt, compute)
                 total += loss.item()
@@ -76,12 +115,23 @@ class PredictorRunner(Runner):
         return summary
 
     # ------------------------------------------------------------------ meta-test (ranking)
-    def load(self) -> tuple[PredictorModel, dict]:
-        path = paths.model_dir(self.run.save_path, "predictor") / "ckpt_max_corr.pt"
+    def load(self, path: Path | None = None) -> tuple[PredictorModel, dict]:
+        """The predictor ``<save>/predictor/model/ckpt_max_corr.pt`` (or ``path``), with its sidecar."""
+        path = path or paths.model_dir(self.run.save_path, "predictor") / "ckpt_max_corr.pt"
         hint = f"download the released one with `{self.space.get_files.predictor_checkpoint}` or meta-train one first"
         model, meta = self.load_model("predictor", path, hint)
         log.info(f"==> load model from {path} ...")
         return model, meta
+
+    def load_generator(self, load_epoch: int) -> GeneratorModel:
+        """The generator of the search (``ckpt_<load_epoch>.pt``), for ``--likelihood-weight``; its
+        hidden size comes from its sidecar (the README's 56 when it has none)."""
+        path = paths.ckpt(self.run.save_path, "generator", load_epoch)
+        hs = read_sidecar(path).get("hs", GENERATOR_HS) if path.is_file() else GENERATOR_HS
+        model, _ = self.load_model("generator", path, "--likelihood-weight scores with the generator of the "
+                                   "search: pass its --load-epoch", mc=replace(self.mc, hs=hs))
+        log.info(f"==> load generator from {path} for the likelihood term ...")
+        return model
 
     def _graphs(self, archs: list[str]) -> GraphBatch:
         types = [self.space.arch_types(a) for a in archs]
@@ -89,16 +139,18 @@ class PredictorRunner(Runner):
         return GraphBatch.from_lists(types, edges, self.space.max_n).to(self.device)
 
     @torch.no_grad()
-    def score(self, model: PredictorModel, target: TargetDataset, archs: list[str], num_sets: int,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean prediction over ``num_sets`` resampled sets of the target, per architecture: [A].
+    def score(self, model: PredictorModel | Sequence[PredictorModel], target: TargetDataset, archs: list[str],
+              num_sets: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean prediction over ``num_sets`` resampled sets of the target, per architecture: [A]
+        (several models: the mean of their predictions on the same sets).
 
         Deliberate deviation (documented in the README): the original draws 10 fresh sets for every
         architecture; we encode one pool of ``num_sets`` sets per run and pair it with every
         architecture (common random numbers). The ranking then compares architectures on the same
         sets, and the dataset is encoded once instead of once per architecture.
         """
-        return score_sets(model, target.sample(num_sets, generator).to(self.device), self._graphs(archs))
+        models = [model] if isinstance(model, PredictorModel) else list(model)
+        return rank_scores(models, target.sample(num_sets, generator).to(self.device), self._graphs(archs))[0]
 
     def _trains(self, info: DatasetInfo, tc: MetaTestConfig) -> bool:
         """Whether ``--train-arch`` trains the top-1 architecture of this dataset in this space."""
@@ -110,16 +162,22 @@ class PredictorRunner(Runner):
                 best_arch = paths.meta_test_dir(self.run.save_path, name) / "best_arch"
                 self.space.check_train_selected(self.run.data_path, name, best_arch, self.options)
         model, meta = self.load()
+        models = [model] + [self.load(Path(p))[0] for p in tc.ensemble]
+        gen = self.load_generator(tc.load_epoch) if tc.likelihood_weight else None
+        for m in models[1:] + ([gen] if gen is not None else []):
+            if m.feature_dim != model.feature_dim:
+                raise CheckpointError(f"the ranking models expect {m.feature_dim}-d and {model.feature_dim}-d "
+                                      f"features; all must be meta-trained on the same features")
         table = self.space.accuracy_table(self.run.data_path, self.options)
         results = []
         for name in tc.data_names:
             target = load_target(self.run.data_path, name, self.mc.num_sample,
                                  self.space.dataset_info(name, tc.num_class), model.feature_dim)
-            results.append(self._meta_test_one(model, meta, target, table, tc))
+            results.append(self._meta_test_one(models, meta, target, table, tc, gen))
         return results
 
-    def _meta_test_one(self, model: PredictorModel, meta: dict, target: TargetDataset,
-                       table: AccuracyTable | None, tc: MetaTestConfig) -> dict:
+    def _meta_test_one(self, models: list[PredictorModel], meta: dict, target: TargetDataset,
+                       table: AccuracyTable | None, tc: MetaTestConfig, gen: GeneratorModel | None = None) -> dict:
         name, info = target.name, target.info
         test_dir = paths.meta_test_dir(self.run.save_path, name)
         out = test_dir / "best_arch"
@@ -137,16 +195,16 @@ class PredictorRunner(Runner):
                     raise feasible.infeasible(f"candidates of {path}", "raise the limits, or run the generator step "
                                               "with the same budget flags so that it keeps feasible candidates")
             t0 = time.time()
-            scores = self.score(model, target, archs, tc.pred_num_sets)
+            sets = target.sample(tc.pred_num_sets).to(self.device)
+            scores, predicted = rank_scores(models, sets, self._graphs(archs), gen, tc.likelihood_weight)
             order = torch.argsort(scores, descending=True, stable=True).tolist()
             top = [archs[i] for i in order[: info.top_n]]
             times.append(time.time() - t0)
             accs = [table.lookup(column, a) for a in top] if use_table else [None] * len(top)
             missing.update(a for a, acc in zip(top, accs) if use_table and acc is None)
             known = [a for a in accs if a is not None]
-            pred = float(scores[order[0]])
-            rec = {"run": k, "top1_arch": top[0], "top1_score": pred,
-                   "top1_predicted_acc": predicted_accuracy(pred, meta),
+            rec = {"run": k, "top1_arch": top[0], "top1_score": float(scores[order[0]]),
+                   "top1_predicted_acc": predicted_accuracy(float(predicted[order[0]]), meta),
                    "top1_acc": accs[0], f"best_of_top{info.top_n}_acc": max(known) if known else None,
                    "top_n": [{"arch": archs[i], "score": float(scores[i]), "acc": acc}
                              for i, acc in zip(order, accs)], "num_candidates": len(archs)}
@@ -164,6 +222,10 @@ class PredictorRunner(Runner):
         summary, accuracy_txt = self._report(out, runs, info.top_n, use_table, trained)
         result = {"dataset": name, "num_classes": info.num_classes, "search_space": self.space.name,
                   "table": table.source if use_table else None, "runs": runs, "summary": summary,
+                  "ranking": {"predictors": len(models), "sets": tc.pred_num_sets,
+                              "likelihood_weight": tc.likelihood_weight},
+                  "predictor_trained_on": meta.get("trained_on"),
+                  "dataset_conditioning": meta.get("dataset_conditioning"),
                   "predictor_seconds_mean": statistics.mean(times), "missing_from_table": sorted(missing),
                   "trained": trained, **({"budget": feasible.summary(ranked[0][0][0])} if feasible else {}),
                   "note": ("top1_acc is the accuracy of the architecture ranked first (what a user gets); "

@@ -3,6 +3,7 @@ batch loop of one meta-training epoch, and the encoding of ragged batches."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from metad2a.models.factory import ModelKind, build_model, load_trained
 from metad2a.models.generator import GeneratorModel
 from metad2a.models.predictor import PredictorModel
 from metad2a.search_spaces.base import SearchSpace
+
+log = logging.getLogger("metad2a")
 
 
 def encode_ragged(encode: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
@@ -77,9 +80,13 @@ class Runner:
                    mc: ModelConfig | None = None) -> tuple[GeneratorModel | PredictorModel, dict]:
         """A trained model of ``kind`` for the space (feature dimension from the checkpoint), eval mode."""
         mc = mc or self.mc
-        return load_trained(kind, path, nvt=self.space.nvt, max_n=self.space.max_n, hs=mc.hs, nz=mc.nz,
-                            num_sample=mc.num_sample, start_type=self.space.start_type,
-                            end_type=self.space.end_type, hint=hint, device=self.device)
+        model, meta = load_trained(kind, path, nvt=self.space.nvt, max_n=self.space.max_n, hs=mc.hs, nz=mc.nz,
+                                   num_sample=mc.num_sample, start_type=self.space.start_type,
+                                   end_type=self.space.end_type, hint=hint, device=self.device)
+        if meta.get("trained_on"):  # a committed prior says what it learnt from (docs/data.md#committed-priors)
+            log.info(f"==> {kind} {Path(path).name} was meta-trained on {meta['trained_on']}; "
+                     f"dataset conditioning: {meta.get('dataset_conditioning', 'not recorded')}")
+        return model, meta
 
     def prepare_meta_train(self) -> tuple[GeneratorModel | PredictorModel, Any]:
         """The model to meta-train and its database, as the space reads them."""

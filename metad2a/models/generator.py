@@ -9,6 +9,7 @@ Shape legend: ``b`` tasks, ``c`` classes, ``s`` samples per class, ``d`` feature
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 import torch
@@ -139,6 +140,27 @@ class GeneratorModel(DVAEBase):
             (loss, recon, kld), each a scalar summed over the batch.
         """
         z = self.reparameterize(mu, logvar)
+        vertex_ll = z.new_zeros(())
+        edge_ll = z.new_zeros(())
+        for type_logp, edge_bce in self._teacher_forced(z, graphs):
+            vertex_ll = vertex_ll + type_logp.sum()
+            edge_ll = edge_ll - edge_bce.sum()
+        recon = -(vertex_ll + edge_ll)
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return recon + beta * kld, recon, kld
+
+    def log_likelihood(self, z: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+        """Per graph, the teacher-forced log-likelihood ``log p(graph | z)`` that ``loss`` sums
+        (``-recon``): [n] for latents [n, z]. A new search-time score (docs/fidelity.md#generator-likelihood)."""
+        ll = z.new_zeros(len(graphs))
+        for type_logp, edge_bce in self._teacher_forced(z, graphs):
+            ll = ll + type_logp - edge_bce.sum(1)
+        return ll
+
+    def _teacher_forced(self, z: torch.Tensor, graphs: GraphBatch) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The decoder run on the true graphs, one vertex position at a time: yields the log-probability
+        of each graph's true type [n] and the binary cross-entropy of its true in-edges [n, t] at every
+        position t = 1..m-1."""
         n, m = len(graphs), self.max_n
         if graphs.max_n != m:
             raise ValueError(f"graphs have max_n={graphs.max_n}, the model expects {m}")
@@ -147,14 +169,12 @@ class GeneratorModel(DVAEBase):
         h = self.grud(self._one_hot(start), H0)
         states, msgs, last = [h], [self._msg(h, 0)], h
         adj = graphs.adj.to(h.dtype)
-        vertex_ll = h.new_zeros(())
-        edge_ll = h.new_zeros(())
         for t in range(1, m):
             exists = t < graphs.num_vertices  # [n] bool
             ex = exists.to(h.dtype)[:, None]
             true_t = torch.where(exists, graphs.types[:, t], start)
             logp = self.logsoftmax1(self.add_vertex(last))
-            vertex_ll = vertex_ll + logp.gather(1, true_t[:, None]).sum()
+            type_logp = logp.gather(1, true_t[:, None]).squeeze(1)
             x = self._one_hot(true_t)
             h_in = h.new_zeros(n, self.hs)
             h = self.grud(x, h_in) * ex
@@ -164,13 +184,10 @@ class GeneratorModel(DVAEBase):
                 h_in = h_in + adj[:, vi, t : t + 1] * msgs[vi]
                 h = self.grud(x, h_in) * ex
             edge_scores = torch.cat(scores[::-1], 1)  # [n, t], ascending source index
-            edge_ll = edge_ll - F.binary_cross_entropy(edge_scores, adj[:, :t, t], reduction="sum")
+            yield type_logp, F.binary_cross_entropy(edge_scores, adj[:, :t, t], reduction="none")
             states.append(h)
             msgs.append(self._msg(h, t))
             last = torch.where(exists[:, None], h, last)
-        recon = -(vertex_ll + edge_ll)
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        return recon + beta * kld, recon, kld
 
     # ----------------------------------------------------------------- decoding
     def draw_uniforms(self, n: int, device: torch.device | str | None = None,
@@ -282,3 +299,11 @@ class GeneratorModel(DVAEBase):
         """Encode datasets [b, c*s, d] and decode one graph per dataset from ``z = mu`` (eval)."""
         mu, logvar = self.set_encode(X)
         return self.decode(self.reparameterize(mu, logvar), stochastic=stochastic, generator=generator)
+
+
+@torch.no_grad()
+def likelihood_sets(model: GeneratorModel, sets: torch.Tensor, graphs: GraphBatch) -> torch.Tensor:
+    """``log p(graph | z = mu(set))`` for every (set, graph) pair, averaged over the sets:
+    [S, rows, d] x A graphs -> [A] (CPU); the generator counterpart of ``score_sets``."""
+    mu, _ = model.set_encode(sets)  # [S, z]
+    return torch.stack([model.log_likelihood(m.expand(len(graphs), -1), graphs) for m in mu]).mean(0).cpu()

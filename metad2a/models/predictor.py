@@ -9,11 +9,15 @@ Shape legend: ``b`` (dataset, graph) pairs, ``z`` = nz, ``h`` = hs.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from metad2a.nn.dvae import DVAEBase
 from metad2a.nn.graph_batch import GraphBatch
 from metad2a.nn.set_pool import SetPool, encode_dataset, encode_projected
+
+# One standard deviation of accuracy in the predictor's target units, ((acc - mean) / std) / 100.
+RANK_TAU = 0.01
 
 
 class PredictorModel(DVAEBase):
@@ -103,3 +107,24 @@ def score_sets(model: PredictorModel, sets: torch.Tensor, graphs: GraphBatch) ->
     S, A = D.size(0), G.size(0)
     pairs = torch.cat([D[:, None].expand(S, A, -1), G[None].expand(S, A, -1)], 2)
     return model.pred_fc(pairs).squeeze(2).mean(0).cpu()  # [A]
+
+
+def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, tau: float = RANK_TAU) -> torch.Tensor:
+    """RankNet's pairwise logistic loss over a batch (Burges et al., ICML 2005), a new option
+    (``--rank-loss``, docs/fidelity.md#rank-loss).
+
+    Mean, over every pair ``(i, j)`` of the batch with ``target_i > target_j``, of
+    ``tau * softplus(-(pred_i - pred_j) / tau)``: the predictions are compared in units of ``tau``
+    (one accuracy standard deviation of the predictor's normalised target), and the factor ``tau``
+    keeps the gradient per prediction near ``1 / batch``, the scale of the summed MSE's gradient.
+    A batch without such a pair gives 0.
+
+    Args:
+        pred: [b] predictions.
+        target: [b] targets.
+    """
+    better = target[:, None] > target[None, :]  # [b, b]: i better than j
+    if not bool(better.any()):
+        return pred.sum() * 0.0
+    diff = (pred[:, None] - pred[None, :])[better]
+    return tau * F.softplus(-diff / tau).mean()

@@ -1,0 +1,1 @@
+"""Repository scripts (importable from the repository root for their tests and benchmarks)."""
