@@ -127,6 +127,10 @@ class SearchSpace:
         get_files: the commands that fetch the released files.
         commands: extra ``metad2a`` sub-commands.
         reproduction: the paper's protocol for ``metad2a reproduce`` (docs/fidelity.md#reproduction).
+        network_input_size: image side the networks of ``build_network`` are trained and exported at
+            by ``metad2a search`` unless ``--image-size`` says otherwise.
+        network_weights_hint: what ``build_network``'s ``weights`` are, for help texts and reports
+            (empty: the space's networks start from random weights).
     """
 
     name: str
@@ -149,6 +153,8 @@ class SearchSpace:
     get_files: GetFiles = GetFiles()
     commands: tuple[CommandSpec, ...] = ()
     reproduction: Reproduction | None = None
+    network_input_size: int = 32
+    network_weights_hint: str = ""
 
     # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:
@@ -256,3 +262,39 @@ class SearchSpace:
                        device: torch.device) -> dict:
         """Train the selected architecture; returns the ``trained`` record of ``result.json``."""
         raise NotImplementedError(f"{self.name} has no training of the selected architecture")
+
+    # ------------------------------------------------------------------ networks (``metad2a search``, ``metad2a.api``)
+    def arch_to_json(self, arch: Any) -> Any:
+        """A JSON value that ``arch_from_json`` turns back into ``arch`` (``model.pt``, ``summary.json``)."""
+        return self.arch_key(arch)
+
+    def arch_from_json(self, value: Any) -> Any:
+        """The architecture ``arch_to_json`` wrote; raises a ``MetaD2AError`` for a malformed value."""
+        raise NotImplementedError(f"{self.name} cannot read architectures back")
+
+    def random_archs(self, count: int, seed: int = 0) -> list[Any]:
+        """``count`` architectures drawn uniformly from the space (the report's random baseline)."""
+        raise NotImplementedError(f"{self.name} cannot draw random architectures")
+
+    def build_network(self, arch: Any, num_classes: int, weights: Path | None = None, seed: int = 0) -> nn.Module:
+        """The network ``arch`` stands for, with a ``num_classes``-way head, in eval mode. ``weights``:
+        the space's pretrained weights to start from (``network_weights_hint``); ``seed`` seeds the
+        random initialisation."""
+        raise NotImplementedError(f"{self.name} builds no network")
+
+    def train_network(self, arch: Any, train_set: Any, eval_set: Any, num_classes: int, epochs: int, *,
+                      weights: Path | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                      on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> nn.Module:
+        """Train ``build_network(arch, num_classes, weights, seed)`` for ``epochs`` on ``train_set``
+        (items ``(tensor [3, s, s], label)``) with the space's recipe, evaluating on ``eval_set``
+        after every epoch; ``on_epoch(epoch, {"train_loss", "train_acc", "eval_loss", "eval_acc"})``.
+        Returns the trained network on the CPU, eval mode."""
+        raise NotImplementedError(f"{self.name} has no training recipe")
+
+    def draw_arch(self, arch: Any, path: Path) -> bool:
+        """Draw the architecture into the PNG ``path`` (matplotlib); False when it cannot."""
+        return False
+
+    def describe_arch(self, arch: Any) -> str:
+        """A short human-readable line for an architecture (report tables)."""
+        return self.arch_key(arch)

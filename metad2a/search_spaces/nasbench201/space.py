@@ -176,6 +176,53 @@ class NasBench201(SearchSpace):
                 "files": [r.path.name for r in seed_runs], "param_mb": seed_runs[0].param,
                 "flop_mb": seed_runs[0].flop}
 
+    # ------------------------------------------------------------------ networks (metad2a search, metad2a.api)
+    def arch_from_json(self, value: Any) -> str:
+        cell.arch_str_to_ops(value)  # raises ArchStringError naming the problem
+        return value
+
+    def random_archs(self, count: int, seed: int = 0) -> list[str]:
+        """``count`` cells with each of the six operations drawn uniformly (repeats possible)."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(len(cell.OPS), (count, 6), generator=g).tolist()
+        return [cell.ops_to_arch_str([cell.OPS[i] for i in row]) for row in idx]
+
+    def build_network(self, arch: str, num_classes: int, weights: Path | None = None, seed: int = 0) -> nn.Module:
+        """``TinyNetwork(arch, C=16, N=5, num_classes)``: the network of the benchmark and of
+        ``--train-arch`` (random weights; NB201 has no pretrained weights)."""
+        from metad2a.search_spaces.nasbench201.network import TinyNetwork
+        from metad2a.search_spaces.nasbench201.train import TrainRecipe
+
+        r = TrainRecipe()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return TinyNetwork(arch, C=r.channel, N=r.num_cells, num_classes=num_classes).eval()
+
+    def train_network(self, arch: str, train_set: Any, eval_set: Any, num_classes: int, epochs: int, *,
+                      weights: Path | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                      on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> nn.Module:
+        """The original ``--train-arch`` recipe (``train.TrainRecipe``: SGD 0.1, Nesterov, cosine,
+        batch 256) for ``epochs`` epochs, evaluated on ``eval_set`` after every epoch."""
+        from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
+
+        def report(epoch: int, m: dict[str, Any]) -> None:
+            if on_epoch is not None:
+                vl, v1, _ = m["valid"]["eval"]
+                on_epoch(epoch, {"train_loss": m["train_loss"], "train_acc": m["train_acc1"],
+                                 "eval_loss": vl, "eval_acc": v1})
+
+        out = train_arch(arch, train_set, {"eval": eval_set}, num_classes, TrainRecipe(epochs=epochs), seed=seed,
+                         device=device, progress=False, on_epoch=report)
+        net = self.build_network(arch, num_classes)
+        net.load_state_dict(out["net_state_dict"])
+        return net.eval()
+
+    def draw_arch(self, arch: str, path: Path) -> bool:
+        from metad2a.search_spaces.nasbench201.drawing import draw_cell
+
+        draw_cell(arch, path)
+        return True
+
 
 NASBENCH201 = NasBench201(
     name="nasbench201", cli_name="nasbench201", nvt=cell.NVT, max_n=cell.MAX_N, start_type=cell.START_TYPE,
