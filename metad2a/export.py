@@ -122,8 +122,9 @@ def export(model: nn.Module, out_dir: str | Path, example_input: torch.Tensor, *
         torch.onnx.export(model, (x,), onnx_buf, opset_version=OPSET, dynamo=False, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     # read both files back, as a user would, and compare on the verification batch
-    ts_model = torch.jit.load(io.BytesIO(ts_buf.getvalue()))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ts_model = torch.jit.load(io.BytesIO(ts_buf.getvalue()))
         ts_diff = float((ts_model(v) - ref).abs().max())
     sess = ort.InferenceSession(onnx_buf.getvalue(), providers=["CPUExecutionProvider"])
     onnx_out = sess.run(None, {"input": v.numpy()})[0]

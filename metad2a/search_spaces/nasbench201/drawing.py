@@ -7,7 +7,8 @@ from pathlib import Path
 from metad2a.search_spaces.nasbench201.cell import CELL_EDGES, arch_str_to_ops
 
 # node positions (x, y) of the cell's DAG: input 0 on the left, output 3 on the right
-_POS = {0: (0.0, 0.0), 1: (1.0, 0.9), 2: (2.0, -0.9), 3: (3.0, 0.0)}
+_POS = {0: (0.0, 0.0), 1: (1.0, 0.8), 2: (2.0, -0.8), 3: (3.0, 0.0)}
+_LABEL_AT = {(3, 0): 0.22, (2, 1): 0.62}
 _COLOUR = {"none": "0.75", "skip_connect": "tab:green", "nor_conv_1x1": "tab:orange",
            "nor_conv_3x3": "tab:red", "avg_pool_3x3": "tab:blue"}
 
@@ -21,16 +22,12 @@ def draw_cell(arch_str: str, path: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=120)
     for (to, frm), op in zip(CELL_EDGES, ops):
         (x0, y0), (x1, y1) = _POS[frm], _POS[to]
-        bend = 0.35 if to - frm > 1 else 0.0
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops={"arrowstyle": "-|>", "color": _COLOUR[op], "lw": 2,
-                                "linestyle": "--" if op == "none" else "-", "shrinkA": 14, "shrinkB": 14,
-                                "connectionstyle": f"arc3,rad={bend}"})
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2 + (0.28 if bend and to == 3 and frm == 0 else 0)
-        if bend and not (to == 3 and frm == 0):
-            my += -0.25 if y1 < y0 or (frm == 1 and to == 3) else 0.25
-        ax.text(mx, my, op, ha="center", va="center", fontsize=8, color=_COLOUR[op],
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+                                "linestyle": "--" if op == "none" else "-", "shrinkA": 14, "shrinkB": 14})
+        t = _LABEL_AT.get((to, frm), 0.5)  # where along the edge its label sits (apart from crossings)
+        ax.text(x0 + t * (x1 - x0), y0 + t * (y1 - y0), op, ha="center", va="center", fontsize=8,
+                color=_COLOUR[op], bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9})
     for n, (x, y) in _POS.items():
         label = {0: "in", 3: "out"}.get(n, str(n))
         ax.scatter([x], [y], s=650, c="white", edgecolors="black", zorder=3)
