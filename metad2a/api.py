@@ -30,9 +30,9 @@ from metad2a.data.features import DEFAULT_NUM_SAMPLE, get_extractor
 from metad2a.data.meta_test import TargetDataset
 from metad2a.data.meta_train import predicted_accuracy
 from metad2a.data.sets import check_rows
+from metad2a.deploy import ExportResult
+from metad2a.deploy import export as _export
 from metad2a.errors import CheckpointError, DataFileError, MetaD2AError
-from metad2a.export import ExportResult
-from metad2a.export import export as _export
 from metad2a.search_spaces import get_search_space
 from metad2a.search_spaces.base import SearchSpace
 
@@ -464,14 +464,14 @@ def train(arch: Any, images: str | Path | tuple[Any, Any], num_classes: int | No
 def export(model: nn.Module, out_dir: str | Path, example_input: torch.Tensor, **kwargs: Any) -> ExportResult:
     """Write ``model.pt``, ``model.ts``, ``model.onnx`` (opset 17, dynamic batch) and
     ``preprocess.json`` into ``out_dir``, verified: TorchScript's and onnxruntime's logits equal
-    PyTorch's within 1e-4 on ``verify_input`` (default ``example_input``). See ``metad2a.export.export``
+    PyTorch's within 1e-4 on ``verify_input`` (default ``example_input``). See ``metad2a.deploy.export``
     for the keyword arguments (``preprocess`` is required: input size, mean, std, class names)."""
     return _export(model, out_dir, example_input, **kwargs)
 
 
 def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The network of an exported ``model.pt`` (eval mode) and the file's record (``arch``, ``space``...)."""
-    from metad2a.export import read_model_file
+    from metad2a.deploy import read_model_file
 
     rec = read_model_file(path)
     s = resolve_space(rec["space"])

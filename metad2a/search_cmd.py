@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     exp_settings = {"search": _digest(search_settings), "chosen": cands[chosen]["key"],
                     "train": _digest(train_settings) if args.train else None, "image_size": size}
     exp_file = export_dir / "export.json"
-    from metad2a.export import FILES
+    from metad2a.deploy import FILES
 
     if stages.done("export", exp_settings, [exp_file, *(export_dir / f for f in FILES)]):
         _say(5, "export", "done before: reused")
@@ -350,7 +350,7 @@ def _export(space: Any, args: argparse.Namespace, arch: Any, class_names: list[s
     from metad2a.checkpoint import load_checkpoint
     from metad2a.data.arch_data import TransformedImages, image_transform
     from metad2a.data.imaging import IMAGENET_MEAN, IMAGENET_STD
-    from metad2a.export import export, preprocess_info, require_onnx
+    from metad2a.deploy import export, preprocess_info, require_onnx
 
     require_onnx()
     net = space.build_network(arch, len(class_names), weights, args.seed)
