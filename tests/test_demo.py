@@ -25,3 +25,10 @@ def test_demo_search_runs_offline(tmp_path):
     assert run["top1_predicted_acc"] is not None
     archs = (tmp_path / "results/meta_test/digits/generated_arch/run_1.txt").read_text().splitlines()[1:]
     assert run["top1_arch"] in archs
+
+
+def test_demo_ranks_the_prediction_among_random_cells():
+    """The demo shows the prediction as a rank among random cells scored by the same predictor."""
+    best = demo.random_rank("|nor_conv_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|skip_connect~2|")
+    worst = demo.random_rank("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert 0 <= worst < best <= 100
