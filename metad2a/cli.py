@@ -265,6 +265,9 @@ def console_main(argv: list[str] | None = None) -> int:
         for c in space.commands:
             commands[c.name] = (c.help, lambda rest, target=c.target: _entry_point(target)(rest))
     tables = ",".join(s.reproduction.name for s in SEARCH_SPACES.values() if s.reproduction is not None)
+    commands["search"] = ("from a folder of images to a trained, exported network and a report: "
+                          "search IMAGES --space SPACE --out DIR",
+                          lambda rest: _entry_point("metad2a.search_cmd:main")(rest))
     commands["reproduce"] = (f"a space's paper table beside the published values: reproduce {{{tables}}} ...",
                              lambda rest: _entry_point("metad2a.reproduce:main")(rest))
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:

@@ -24,8 +24,9 @@ def _add_flag(p: argparse.ArgumentParser, f: FlagSpec) -> None:
         p.add_argument(*f.names, dest=f.dest, type=int if f.kind == "int" else str, default=f.default, help=f.help)
 
 
-def add_budget_flags(p: argparse.ArgumentParser, input_size: int) -> None:
-    """The search budget (docs/fidelity.md#budget), shared by both spaces' ``main.py``."""
+def add_budget_flags(p: argparse.ArgumentParser, input_size: int | str) -> None:
+    """The search budget (docs/fidelity.md#budget), shared by both spaces' ``main.py`` and ``metad2a search``
+    (``input_size``: the default image side, as shown in the help)."""
     g = p.add_argument_group("new: search under a budget (--test; every limit is optional)")
     a = g.add_argument
     a("--max-params", dest="max_params", type=float, default=None, metavar="M",

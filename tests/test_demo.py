@@ -47,3 +47,13 @@ def test_demo_searches_your_own_features_with_the_prior(tmp_path):
     with pytest.raises(SystemExit) as e:  # main.py has printed its one-line error
         demo.main([str(tmp_path / "run2"), "--data-path", str(data), "--data-name", "absent"])
     assert e.value.code == 2
+
+
+@pytest.mark.slow
+def test_demo_writes_the_digits_report(tmp_path):
+    """make demo's last step: `metad2a search digits` with the prior, a report with its plots."""
+    summary = demo.report(tmp_path / "report")
+    for f in ("report.md", "architecture.png", "scores.png", "candidates.csv", "export/model.onnx"):
+        assert (tmp_path / "report" / f).is_file(), f
+    assert summary["num_classes"] == 10 and "dataset conditioning inactive" in summary["checkpoints"]["description"]
+    assert summary["export"]["onnx_max_abs_diff"] <= 1e-4 and summary["export"]["batchnorm_calibrated"] > 0

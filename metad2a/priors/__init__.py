@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.search_spaces.nasbench201.space import PRIOR_DIR as NB201_SPACE_PRIOR_DIR
 
 if TYPE_CHECKING:
     from metad2a.models.generator import GeneratorModel
     from metad2a.models.predictor import PredictorModel
 
-NB201_PRIOR_DIR = Path(__file__).resolve().parent / "nasbench201"
+NB201_PRIOR_DIR = NB201_SPACE_PRIOR_DIR  # the folder is a fact of the NB201 space (SearchSpace.prior_dir)
 PRIOR_FILE = "prior.json"
 
 

@@ -129,8 +129,13 @@ class SearchSpace:
         get_files: the commands that fetch the released files.
         commands: extra ``metad2a`` sub-commands.
         reproduction: the paper's protocol for ``metad2a reproduce`` (docs/fidelity.md#reproduction).
-        cost_input_size: image side at which a budget's sizes and latency are counted unless
-            ``--input-size`` says otherwise (docs/fidelity.md#budget).
+        cost_input_size: image side of the space's networks: a budget's sizes and latency are counted
+            at it unless ``--input-size`` says otherwise (docs/fidelity.md#budget), and ``metad2a search``
+            trains and exports at it unless ``--image-size`` says otherwise.
+        prior_dir: the folder of the space's committed prior (``metad2a.priors.load_prior``), the
+            checkpoints a search uses without any (docs/data.md#committed-priors); None: it ships none.
+        network_weights_hint: what ``build_network``'s ``weights`` are, for help texts and reports
+            (empty: the space's networks start from random weights).
     """
 
     name: str
@@ -154,6 +159,8 @@ class SearchSpace:
     commands: tuple[CommandSpec, ...] = ()
     reproduction: Reproduction | None = None
     cost_input_size: int = 32
+    network_weights_hint: str = ""
+    prior_dir: Path | None = None
 
     # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:
@@ -278,3 +285,38 @@ class SearchSpace:
         """Measure everything the space's latency model needs in advance (``metad2a latency-table``);
         returns the number of entries. Spaces that time each network whole have no table."""
         raise MetaD2AError(f"the {self.name} space times each candidate network whole; it has no latency table")
+    # ------------------------------------------------------------------ networks (``metad2a search``, ``metad2a.api``)
+    def arch_to_json(self, arch: Any) -> Any:
+        """A JSON value that ``arch_from_json`` turns back into ``arch`` (``model.pt``, ``summary.json``)."""
+        return self.arch_key(arch)
+
+    def arch_from_json(self, value: Any) -> Any:
+        """The architecture ``arch_to_json`` wrote; raises a ``MetaD2AError`` for a malformed value."""
+        raise NotImplementedError(f"{self.name} cannot read architectures back")
+
+    def random_archs(self, count: int, seed: int = 0) -> list[Any]:
+        """``count`` architectures drawn uniformly from the space (the report's random baseline)."""
+        raise NotImplementedError(f"{self.name} cannot draw random architectures")
+
+    def build_network(self, arch: Any, num_classes: int, weights: Path | None = None, seed: int = 0) -> nn.Module:
+        """The network ``arch`` stands for, with a ``num_classes``-way head, in eval mode. ``weights``:
+        the space's pretrained weights to start from (``network_weights_hint``); ``seed`` seeds the
+        random initialisation."""
+        raise NotImplementedError(f"{self.name} builds no network")
+
+    def train_network(self, arch: Any, train_set: Any, eval_set: Any, num_classes: int, epochs: int, *,
+                      weights: Path | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                      on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> nn.Module:
+        """Train ``build_network(arch, num_classes, weights, seed)`` for ``epochs`` on ``train_set``
+        (items ``(tensor [3, s, s], label)``) with the space's recipe, evaluating on ``eval_set``
+        after every epoch; ``on_epoch(epoch, {"train_loss", "train_acc", "eval_loss", "eval_acc"})``.
+        Returns the trained network on the CPU, eval mode."""
+        raise NotImplementedError(f"{self.name} has no training recipe")
+
+    def draw_arch(self, arch: Any, path: Path) -> bool:
+        """Draw the architecture into the PNG ``path`` (matplotlib); False when it cannot."""
+        return False
+
+    def describe_arch(self, arch: Any) -> str:
+        """A short human-readable line for an architecture (report tables)."""
+        return self.arch_key(arch)

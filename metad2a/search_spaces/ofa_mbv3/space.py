@@ -8,6 +8,7 @@ original does (docs/fidelity.md#loop-styles); ``--ofa-per-set`` switches to the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,82 @@ class OfaMbv3(SearchSpace):
         from metad2a.search_spaces.ofa_mbv3.latency_table import build_table
 
         return build_table(meter, num_classes)
+    # ------------------------------------------------------------------ networks (metad2a search, metad2a.api)
+    def arch_to_json(self, arch: Mapping[str, Any]) -> dict[str, list[int]]:
+        return subnet.canonical_arch_dict(arch)
+
+    def arch_from_json(self, value: Any) -> dict[str, list[int]]:
+        return subnet.canonical_arch_dict(value)
+
+    def random_archs(self, count: int, seed: int = 0) -> list[dict[str, list[int]]]:
+        """``count`` subnets sampled like OFA's ``sample_active_subnet`` (``subnet.random_arch_dict``)."""
+        import random
+
+        rng = random.Random(seed)
+        return [subnet.random_arch_dict(rng) for _ in range(count)]
+
+    def build_network(self, arch: Mapping[str, Any], num_classes: int, weights: Path | None = None,
+                      seed: int = 0) -> nn.Module:
+        """The subnet extracted from the supernet (its ImageNet weights from ``weights``; without them
+        the supernet's random initialisation, seeded) with a fresh ``num_classes``-way head."""
+        from metad2a.search_spaces.ofa_mbv3.supernet import extract_subnet, new_classifier
+
+        net = extract_subnet(_supernet(str(weights) if weights is not None else None, seed), arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            new_classifier(net, num_classes, dropout=0.0)
+        return net.eval()
+
+    def train_network(self, arch: Mapping[str, Any], train_set: Any, eval_set: Any, num_classes: int, epochs: int,
+                      *, weights: Path | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                      on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> nn.Module:
+        """Fine-tuning with the evaluation's optimiser (SGD 0.01, momentum 0.9, weight decay 4e-5,
+        cosine over ``epochs``, gradient clipping 5, batch 96; docs/fidelity.md#ofa-evaluation), without
+        its augmentation: the images come as given."""
+        from torch.utils.data import DataLoader
+
+        from metad2a.search_spaces.ofa_mbv3.finetune import FinetuneConfig, test_epoch, train_epoch
+
+        device = torch.device(device)
+        cfg = FinetuneConfig(data_name="images", epochs=epochs, report_freq=10**9)
+        net = self.build_network(arch, num_classes, weights, seed).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        g = torch.Generator().manual_seed(seed)
+        train = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=g)
+        test = DataLoader(eval_set, batch_size=cfg.test_batch_size)
+        for epoch in range(epochs):
+            loss, acc = train_epoch(net, train, opt, cfg, device)
+            sched.step()
+            eval_loss, eval_acc = test_epoch(net, test, device)
+            if on_epoch is not None:
+                on_epoch(epoch, {"train_loss": loss, "train_acc": acc, "eval_loss": eval_loss, "eval_acc": eval_acc})
+        return net.cpu().eval()
+
+    def draw_arch(self, arch: Mapping[str, Any], path: Path) -> bool:
+        from metad2a.search_spaces.ofa_mbv3.drawing import draw_subnet
+
+        draw_subnet(arch, path)
+        return True
+
+    def describe_arch(self, arch: Mapping[str, Any]) -> str:
+        """Depths per stage and the active layers' kernel/expand pairs, stage by stage."""
+        a = subnet.canonical_arch_dict(arch)
+        stages = []
+        for s in range(subnet.NUM_STAGES):
+            i0 = s * subnet.SLOTS_PER_STAGE
+            stages.append(" ".join(f"k{a['ks'][i]}e{a['e'][i]}" for i in range(i0, i0 + a["d"][s])))
+        return f"d={a['d']} | " + " | ".join(stages)
+
+
+@functools.lru_cache(maxsize=2)
+def _supernet(weights: str | None, seed: int) -> nn.Module:
+    """The supernet with the weights of the file ``weights`` (or its seeded random initialisation),
+    built once per process (a few seconds)."""
+    from metad2a.search_spaces.ofa_mbv3.supernet import build_supernet, read_supernet_weights
+
+    state = read_supernet_weights(weights) if weights is not None else None
+    return build_supernet(state, seed=seed, source=weights or "the supernet weights")
 
 
 OFA_MBV3 = OfaMbv3(
@@ -204,4 +281,6 @@ OFA_MBV3 = OfaMbv3(
     all_generator=ALL, all_predictor=ALL, generator_ranks=True, num_gen_arch_dir=True,
     released_generator_epoch=120, get_files=GetFiles(generator_checkpoint="python get_files/get_generator_checkpoint.py"),
     commands=COMMANDS, reproduction=OFA_REPRODUCTION, cost_input_size=224,
+    network_weights_hint="the supernet's ImageNet weights (MetaD2A_ofa/.torch/ofa_nets/ofa_mbv3_d234_e346_k357_w1.0, "
+                         "from `python get_files/get_ofa_supernet.py`)",
 )
