@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from _search_common import write_section  # noqa: E402
 
 from metad2a.checkpoint import read_sidecar  # noqa: E402
 from metad2a.config import MetaTestConfig, ModelConfig, RunConfig  # noqa: E402
@@ -211,7 +212,7 @@ def fmt_pct(values: np.ndarray, x: float) -> str:
 
 
 def report(results: list[dict], pools: list[dict], table, meta: dict) -> str:
-    lines = [f"<!-- {MARK}:begin (written by benchmarks/bench_nb201_prior.py) -->", ""]
+    lines = ["<!-- written by benchmarks/bench_nb201_prior.py -->", ""]
     gen_desc = meta["prior"]
     lines += [f"Prior: {gen_desc}. Target: {meta['target']}. {meta['runs']} runs x {meta['num_gen_arch']} unique "
               f"valid cells (mean {meta['decoded']:.0f} graphs decoded per run); the same cells for every "
@@ -242,19 +243,7 @@ def report(results: list[dict], pools: list[dict], table, meta: dict) -> str:
                          f"{fmt_pct(v, statistics.mean(c['best_top30']))} | {goal} | {c['spearman']:.3f} | "
                          f"{c['precision_at'][10]:.2f} / {c['precision_at'][50]:.2f} |")
         lines.append("")
-    lines.append(f"<!-- {MARK}:end -->")
     return "\n".join(lines)
-
-
-def write_section(md: Path, text: str) -> None:
-    body = md.read_text()
-    begin, end = f"<!-- {MARK}:begin", f"<!-- {MARK}:end -->"
-    if begin in body and end in body:
-        head, rest = body.split(begin, 1)
-        body = head + text + rest.split(end, 1)[1]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    md.write_text(body)
 
 
 def main() -> None:
@@ -310,7 +299,7 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     (a.work / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     if a.write:
-        write_section(a.write, text)
+        write_section(MARK, text, a.write)
     if math.isfinite(meta["seconds"]):
         print(f"done in {meta['seconds']:.0f}s; loadavg {os.getloadavg()}")
 
