@@ -1,7 +1,7 @@
 """MetaD2A: rapid neural architecture search by learning to generate graphs from datasets.
 
 Reference implementation of Lee, Hyung and Hwang (ICLR 2021). The package is layered (each layer
-imports only the ones before it; ``tests/test_layout.py`` checks it):
+imports mostly the ones before it; ``tests/test_layout.py`` checks that there is no import cycle):
 
 ``errors``/``files``/``checkpoint``/``paths``/... (plumbing) -> ``nn`` (set encoder, D-VAE core)
 -> ``models`` -> ``data`` (formats, sets, images) -> ``evaluation`` (metrics, sizes) ->

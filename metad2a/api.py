@@ -2,7 +2,7 @@
 
     >>> import metad2a
     >>> feats = metad2a.extract_features("my_images/")
-    >>> searcher = metad2a.load_searcher(space="nasbench201")          # the shipped NB201 prior
+    >>> searcher = metad2a.load_searcher(space="nasbench201")          # the space's committed prior
     >>> best = searcher.search(feats, num_archs=20)[0]
     >>> net = metad2a.build_network(best.arch, feats.num_classes, space="nasbench201")
 
@@ -33,26 +33,18 @@ from metad2a.data.sets import check_rows
 from metad2a.deploy import ExportResult
 from metad2a.deploy import export as _export
 from metad2a.errors import CheckpointError, DataFileError, MetaD2AError
-from metad2a.search_spaces import get_search_space
+from metad2a.search_spaces import DEFAULT_SPACE, find_space
 from metad2a.search_spaces.base import SearchSpace
 
 log = logging.getLogger("metad2a")
 
 DEFAULT_EXTRACTOR = "efficientnet_lite0"
-SPACE_ALIASES = {"nb201": "nasbench201", "ofa": "ofa_mbv3"}  # the README's short names
 _CKPT = re.compile(r"ckpt_(\d+)\.pt$")
 
 
 def resolve_space(space: str | SearchSpace) -> SearchSpace:
-    """A search space from its name, its ``metad2a`` command name or a short alias."""
-    if isinstance(space, SearchSpace):
-        return space
-    from metad2a.search_spaces import SEARCH_SPACES
-
-    for s in SEARCH_SPACES.values():
-        if space in (s.name, s.cli_name):
-            return s
-    return get_search_space(SPACE_ALIASES.get(space, space))
+    """A search space from its name, its ``metad2a`` command name or an alias (``SearchSpace.aliases``)."""
+    return space if isinstance(space, SearchSpace) else find_space(space)
 
 
 # --------------------------------------------------------------------------- features
@@ -388,7 +380,7 @@ def _extractors() -> dict[str, Any]:
     return EXTRACTORS
 
 
-def load_searcher(checkpoints: str | Path | Checkpoints | None = None, space: str | SearchSpace = "nasbench201",
+def load_searcher(checkpoints: str | Path | Checkpoints | None = None, space: str | SearchSpace = DEFAULT_SPACE,
                   device: str | torch.device = "cpu") -> Searcher:
     """A generator and a predictor, loaded strictly, ready to search.
 
@@ -418,7 +410,7 @@ def load_searcher(checkpoints: str | Path | Checkpoints | None = None, space: st
 
 
 # --------------------------------------------------------------------------- networks
-def build_network(arch: Any, num_classes: int, space: str | SearchSpace = "nasbench201",
+def build_network(arch: Any, num_classes: int, space: str | SearchSpace = DEFAULT_SPACE,
                   weights: str | Path | None = None, seed: int = 0) -> nn.Module:
     """The network an architecture stands for, with a ``num_classes``-way head, in eval mode.
 
@@ -457,7 +449,7 @@ def image_datasets(images: str | Path, input_size: int, split_seed: int = 0) -> 
 
 
 def train(arch: Any, images: str | Path | tuple[Any, Any], num_classes: int | None = None, *,
-          space: str | SearchSpace = "nasbench201", epochs: int = 10, input_size: int | None = None,
+          space: str | SearchSpace = DEFAULT_SPACE, epochs: int = 10, input_size: int | None = None,
           weights: str | Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train the network of ``arch`` on an image folder with the space's recipe.

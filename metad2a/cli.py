@@ -31,7 +31,7 @@ from metad2a.config import (
 from metad2a.errors import MetaD2AError, user_command
 from metad2a.files import make_dirs, write_json
 from metad2a.parser import build_parser
-from metad2a.search_spaces import SEARCH_SPACES, get_search_space
+from metad2a.search_spaces import SEARCH_SPACES, find_space, get_search_space
 from metad2a.search_spaces.base import SearchSpace
 from metad2a.version import __version__
 
@@ -205,12 +205,8 @@ def _entry_point(target: str):
 
 
 def _space_by_name(name: str) -> SearchSpace:
-    """A space by its name or its ``metad2a`` command name."""
-    for s in SEARCH_SPACES.values():
-        if name in (s.name, s.cli_name):
-            return s
-    known = ", ".join(f"{s.cli_name} ({s.name})" for s in SEARCH_SPACES.values())
-    raise MetaD2AError(f"--space {name!r} is not a search space; use one of {known}")
+    """A space by its name, its ``metad2a`` command name or an alias."""
+    return find_space(name)
 
 
 @user_command("interrupted; entries measured so far are not saved")

@@ -43,7 +43,7 @@ def add_budget_flags(p: argparse.ArgumentParser, input_size: int | str) -> None:
       help="folder of latency caches (one file per device fingerprint), or one cache file; "
            "default <save-path>/latency")
     a("--input-size", dest="input_size", type=int, default=None, metavar="PX",
-      help=f"image side the budget is counted at (default {input_size})")
+      help=f"image side the budget is counted at (%(default)s: {input_size})")
 
 
 def build_parser(space: SearchSpace) -> argparse.ArgumentParser:

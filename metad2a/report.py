@@ -121,9 +121,10 @@ def write_report(out: Path, space: SearchSpace, summary: dict[str, Any], rows: S
     if training:
         lines += [f"- trained: {training['summary']}"]
     else:
-        lines += ["- not trained (run with `--train`): the exported network has untrained weights "
-                  "(its batch-norm statistics are set from your training images)"
-                  + (" (from the supernet)" if s.get("network_weights") else "")]
+        start = (f"the weights of {s['network_weights']}, not trained further" if s.get("network_weights")
+                 else "untrained weights")
+        lines += [f"- not trained (run with `--train`): the exported network has {start} (its batch-norm "
+                  "statistics are set from your training images)"]
     lines += [""]
     if "architecture" in figs:
         lines += ["![architecture](architecture.png)", ""]

@@ -24,12 +24,13 @@ from typing import Any
 import torch
 
 from metad2a import api
+from metad2a.config import require_positive
 from metad2a.data.features import EXTRACTORS, get_extractor
 from metad2a.data.formats import read_bylabel, write_bylabel
 from metad2a.errors import MetaD2AError, user_command
 from metad2a.files import file_sha256, make_dirs, to_json, write_json
 from metad2a.parser import add_budget_flags
-from metad2a.search_spaces import SEARCH_SPACES
+from metad2a.search_spaces import DEFAULT_SPACE, space_names
 
 log = logging.getLogger("metad2a")
 
@@ -40,13 +41,13 @@ CALIBRATION_IMAGES = 256  # training images that set an untrained network's batc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    names = sorted({n for s in SEARCH_SPACES.values() for n in (s.name, s.cli_name)} | set(api.SPACE_ALIASES))
+    names = space_names()
     p = argparse.ArgumentParser(prog="metad2a search", allow_abbrev=False,
                                 description="Search, train and export a network for a folder of images "
                                             "(one sub-folder per class).")
     a = p.add_argument
     a("images", help="image folder: IMAGES/<class>/<image> (or IMAGES/train/ and IMAGES/test/), or digits")
-    a("--space", default="nasbench201", choices=names, help="search space")
+    a("--space", default=DEFAULT_SPACE, choices=names, help="search space")
     a("--out", required=True, help="output folder (run the same command again to resume)")
     a("--checkpoints", default=None,
       help="folder with the generator ckpt_<E>.pt and predictor ckpt_max_corr.pt (default: the space's shipped ones)")
@@ -56,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--constrained-decoding", action="store_true", help="decode only valid architectures")
     a("--random-archs", type=int, default=200, help="random architectures scored for the report's baseline")
     a("--max-per-class", type=int, default=None, help="use at most N images per class for the features")
-    a("--train", action="store_true", help="train the chosen architecture (NB201: from scratch; OFA: fine-tune "
-                                           "the subnet from the supernet's weights when given)")
+    a("--train", action="store_true", help="train the chosen architecture with the space's recipe (from "
+                                           "--network-weights when the space has pretrained weights)")
     a("--epochs", type=int, default=10, help="training epochs with --train")
     a("--top-k", type=int, default=1, help="with --train: train the K best-ranked briefly and keep the best on a "
                                           "held-out part of the training images")
-    a("--image-size", type=int, default=None, help="network input side (default: the space's: NB201 32, OFA 224)")
-    a("--network-weights", default=None, help="the space's pretrained network weights (OFA: the supernet's)")
+    a("--image-size", type=int, default=None, help="network input side (default: the space's)")
+    a("--network-weights", default=None, help="the space's pretrained network weights, where it has any (see the space's README section)")
     a("--seed", type=int, default=0, help="seed of the search, the random baseline and training")
     a("--gpu", default="cpu", help="CUDA device id, or cpu")
     add_budget_flags(p, "the network's, --image-size")  # default latency cache: OUT/latency
@@ -70,10 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(args: argparse.Namespace) -> None:
-    for k in ("num_archs", "random_archs", "epochs", "top_k", "max_per_class", "image_size"):
-        v = getattr(args, k)
-        if v is not None and v < 1:
-            raise MetaD2AError(f"--{k.replace('_', '-')} must be a positive integer, got {v}")
+    require_positive(args, "num_archs", "random_archs", "epochs", "top_k", "max_per_class", "image_size",
+                     allow_none=True)
 
 
 def _digest(obj: Any) -> str:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "metad2a"
+# api.py is generic too, but its docstrings name the spaces as examples for users (test_api_names_no_space_fact)
 GENERIC = ["cli.py", "config.py", "paths.py", "parser.py", "reproduce.py", "search_spaces/reproduction.py",
+           "search_cmd.py", "report.py", "deploy.py", "plotting.py",
            *sorted(p.name for p in (PKG / "engine").glob("*.py"))]
 SPACE_NAME = re.compile(r"nasbench|nb201|(?<![a-z])ofa(?![a-z])|mbv3|mobilenet|once-for-all", re.I)
 
@@ -96,3 +98,22 @@ def test_cycle_finder_finds_a_cycle():
     graph = import_graph()
     assert "metad2a.search_spaces.nasbench201.cell" in graph["metad2a.search_spaces.nasbench201.space"]
     assert "metad2a.search_spaces" in graph["metad2a.cli"]  # `from metad2a.search_spaces import ...`
+
+
+def test_api_names_no_space_fact():
+    """``api.py``'s code (docstrings aside) names no space: defaults, aliases and priors are space facts."""
+    import ast
+
+    tree = ast.parse((PKG / "api.py").read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    hits = [f"api.py:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+            and SPACE_NAME.search(n.value)]
+    import io
+    import tokenize
+
+    comments = [f"api.py:{t.start[0]}: {t.string}" for t in
+                tokenize.generate_tokens(io.StringIO((PKG / "api.py").read_text()).readline)
+                if t.type == tokenize.COMMENT and SPACE_NAME.search(t.string)]
+    assert not hits and not comments, hits + comments

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from metad2a.version import __version__
-from metad2a.files import to_json, write_text
 from metad2a.build.ray_pool import JobOutcome, RayPool
 from metad2a.build.results_journal import ResultsJournal
 from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.files import to_json, write_text
+from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 

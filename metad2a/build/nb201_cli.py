@@ -11,7 +11,6 @@ Run the same command again to resume a build that was interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from metad2a.errors import user_command
@@ -30,8 +29,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``build-database`` argument parser."""
-    from metad2a.data.image_sources import SOURCES
     from metad2a.build.nb201_database import DEFAULT_RECIPE
+    from metad2a.data.image_sources import SOURCES
 
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=_HelpFormatter, allow_abbrev=False,
@@ -89,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from metad2a.build.nb201_database import BuildConfig, build_database
     from metad2a.build.ray_pool import RayPoolConfig
-    from metad2a.search_spaces.nasbench201.train import TrainRecipe
     from metad2a.log import setup_logging
+    from metad2a.search_spaces.nasbench201.train import TrainRecipe
 
     args = build_parser().parse_args(argv)
     setup_logging()

@@ -50,13 +50,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from metad2a import paths
-from metad2a.version import __version__
-from metad2a.checkpoint import save_data, sidecar_path
-from metad2a.files import write_json
-from metad2a.seeding import stable_seed
-from metad2a.data.arch_data import load_pixels, normalise_pixels
-from metad2a.data.formats import MetaTrainFile, top_k_per_task, write_meta_train
-from metad2a.data.image_sources import ImageSource, build_source
 from metad2a.build.jobs import (
     load_or_save_plan,
     pending_keys,
@@ -65,10 +58,17 @@ from metad2a.build.jobs import (
 )
 from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.build.results_journal import ResultsJournal
+from metad2a.checkpoint import save_data, sidecar_path
 from metad2a.config import require_positive
+from metad2a.data.arch_data import load_pixels, normalise_pixels
+from metad2a.data.formats import MetaTrainFile, top_k_per_task, write_meta_train
+from metad2a.data.image_sources import ImageSource, build_source
 from metad2a.errors import DataFileError, MetaD2AError
-from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
+from metad2a.files import write_json
 from metad2a.search_spaces.nasbench201 import cell as nb
+from metad2a.search_spaces.nasbench201.train import TrainRecipe, train_arch
+from metad2a.seeding import stable_seed
+from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 

@@ -27,8 +27,8 @@ PROG = "build_database.py"
 def build_parser() -> argparse.ArgumentParser:
     """The original OFA parser plus the database builder's own flags."""
     from metad2a.parser import build_parser as main_parser
-    from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
     from metad2a.search_spaces import get_search_space
+    from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 
     p = main_parser(get_search_space("ofa_mbv3"))
     p.prog = PROG
@@ -91,9 +91,9 @@ def _gpus(spec: str) -> tuple[float | None, str]:
 @user_command("interrupted; finished tasks are kept; run the same command to resume")
 def main(argv: list[str] | None = None) -> int:
     """Run the builder. User errors: one line on stderr and exit status 2."""
-    from metad2a.config import PREDICTOR_HS
     from metad2a.build.ofa_database import OfaBuildConfig, build_shard, collect_database
     from metad2a.build.ray_pool import RayPoolConfig
+    from metad2a.config import PREDICTOR_HS
     from metad2a.log import setup_logging
 
     args = build_parser().parse_args(argv)

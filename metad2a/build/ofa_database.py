@@ -38,7 +38,6 @@ One run builds one shard ``--index`` of the predictor or generator database, as 
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import random
@@ -53,19 +52,19 @@ from typing import Any
 import torch
 
 from metad2a import paths
-from metad2a.version import __version__
-from metad2a.checkpoint import TRANSFORM_GLOBALS, load_data, save_data
-from metad2a.files import append_text, file_sha256, write_json
-from metad2a.seeding import stable_seed
-from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
 from metad2a.build.imagenet_folder import ImagenetFolder, choose_train_files, choose_val_files, val_transform
 from metad2a.build.jobs import load_or_save_plan, pending_keys, run_journaled, warn_stray
 from metad2a.build.ray_pool import RayPool, RayPoolConfig
 from metad2a.build.results_journal import ResultsJournal
+from metad2a.checkpoint import TRANSFORM_GLOBALS, load_data, save_data
 from metad2a.config import require_positive
 from metad2a.errors import DataFileError, MetaD2AError
+from metad2a.files import append_text, file_sha256, write_json
 from metad2a.search_spaces.ofa_mbv3 import subnet as ofa
 from metad2a.search_spaces.ofa_mbv3.collected_database import collected_database, collected_split
+from metad2a.search_spaces.ofa_mbv3.downloads import OFA_SUPERNET_TARGET
+from metad2a.seeding import stable_seed
+from metad2a.version import __version__
 
 log = logging.getLogger("metad2a")
 

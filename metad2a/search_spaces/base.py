@@ -132,6 +132,7 @@ class SearchSpace:
         cost_input_size: image side of the space's networks: a budget's sizes and latency are counted
             at it unless ``--input-size`` says otherwise (docs/fidelity.md#budget), and ``metad2a search``
             trains and exports at it unless ``--image-size`` says otherwise.
+        aliases: further names the command lines and the API accept for the space (``--space``).
         prior_dir: the folder of the space's committed prior (``metad2a.priors.load_prior``), the
             checkpoints a search uses without any (docs/data.md#committed-priors); None: it ships none.
         network_weights_hint: what ``build_network``'s ``weights`` are, for help texts and reports
@@ -161,6 +162,7 @@ class SearchSpace:
     cost_input_size: int = 32
     network_weights_hint: str = ""
     prior_dir: Path | None = None
+    aliases: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ codec
     def arch_to_igraph(self, arch: Any) -> igraph.Graph:

@@ -247,7 +247,7 @@ class NasBench201(SearchSpace):
 PRIOR_DIR = Path(__file__).resolve().parents[2] / "priors" / "nasbench201"
 
 NASBENCH201 = NasBench201(
-    prior_dir=PRIOR_DIR,
+    prior_dir=PRIOR_DIR, aliases=("nb201",),
     name="nasbench201", cli_name="nasbench201", nvt=cell.NVT, max_n=cell.MAX_N, start_type=cell.START_TYPE,
     end_type=cell.END_TYPE, default_num_gen_arch=800, num_archs=cell.NUM_ARCHS, extra_flags=FLAGS,
     datasets=DATASETS,

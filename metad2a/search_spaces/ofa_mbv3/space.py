@@ -275,7 +275,7 @@ def _supernet(weights: str | None, seed: int) -> nn.Module:
 
 
 OFA_MBV3 = OfaMbv3(
-    name="ofa_mbv3", cli_name="ofa", nvt=subnet.NVT, max_n=subnet.MAX_N, start_type=subnet.START_TYPE,
+    name="ofa_mbv3", cli_name="ofa", aliases=("mbv3",), nvt=subnet.NVT, max_n=subnet.MAX_N, start_type=subnet.START_TYPE,
     end_type=subnet.END_TYPE, nvt_flag_offset=subnet.NVT - subnet.NVT_FLAG, default_num_gen_arch=200,
     model_choices=("generator", "predictor", "train_arch"), extra_flags=FLAGS, datasets=DATASETS,
     all_generator=ALL, all_predictor=ALL, generator_ranks=True, num_gen_arch_dir=True,
