@@ -207,9 +207,8 @@ def main() -> None:
            + (f" --threads {a.threads}" if a.threads != 2 else ""))
     lines = [f"```bash\n{cmd}\n```", "",
              f"Measured on {machine()}; torch {torch.__version__}, {a.threads} thread(s); data: {source}. "
-             f"Other jobs shared the machine: before and after ran back to back per run (same seed, same "
-             f"architectures checked), figures are medians (min–max) over {runs} runs. The lead re-runs this "
-             f"on a quiet machine.", "",
+             f"Before and after ran back to back per run (same seed, same architectures checked); figures are "
+             f"medians (min–max) over {runs} runs.", "",
              "| generator | yield (valid / decoded) | graphs decoded per run | generator step per run, before | "
              "after | before / after | of which drawing the sets' rows | ranking 500 archs | after + ranking |",
              "|---|---|---|---|---|---|---|---|---|"]

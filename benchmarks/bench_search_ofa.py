@@ -155,9 +155,9 @@ def main() -> None:
     cmd = ("python benchmarks/bench_search_ofa.py" + (" --quick" if a.quick else "")
            + (f" --threads {a.threads}" if a.threads != 2 else ""))
     lines = [f"```bash\n{cmd}\n```", "",
-             f"Measured on {machine()}; torch {torch.__version__}, {a.threads} thread(s). Other jobs shared the "
-             f"machine: before and after ran back to back (same seed; same subnets and scores checked), medians "
-             f"(min–max) over {reps} repetitions. The lead re-runs this on a quiet machine.", "",
+             f"Measured on {machine()}; torch {torch.__version__}, {a.threads} thread(s). Before and after ran "
+             f"back to back (same seed; same subnets and scores checked); medians (min–max) over {reps} "
+             f"repetitions.", "",
              f"| original pooled loop, 1-epoch generator, {pooled} pooled sets of 100 x 10 x 20 rows | valid graphs "
              f"(each scored) | before, s per 100 pooled sets | after | before / after |", "|---|---|---|---|---|"]
     for r in speed:
