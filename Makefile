@@ -19,13 +19,18 @@ $(VENV)/.stamp-base-$(KEY): | $(PY)
 	$(PIP_INSTALL) -e .
 	@touch $@
 
+# the demo's last step (metad2a search digits) extracts features, exports and plots: those extras too
+$(VENV)/.stamp-demo-$(KEY): | $(PY)
+	$(PIP_INSTALL) -e '.[features,export,plot]'
+	@touch $@ $(VENV)/.stamp-base-$(KEY)
+
 $(VENV)/.stamp-test-$(KEY): | $(PY)
 	$(PIP_INSTALL) -e '.[test]'
 	@touch $@ $(VENV)/.stamp-base-$(KEY)
 
 venv: $(VENV)/.stamp-base-$(KEY)
 
-demo: $(VENV)/.stamp-base-$(KEY)
+demo: $(VENV)/.stamp-demo-$(KEY)
 	$(PY) -m metad2a.demo
 
 test: $(VENV)/.stamp-test-$(KEY)
