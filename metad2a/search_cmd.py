@@ -30,6 +30,7 @@ from metad2a.data.formats import read_bylabel, write_bylabel
 from metad2a.errors import MetaD2AError, user_command
 from metad2a.files import file_sha256, make_dirs, to_json, write_json
 from metad2a.parser import add_budget_flags
+from metad2a.plotting import has_pyplot
 from metad2a.search_spaces import DEFAULT_SPACE, space_names
 
 log = logging.getLogger("metad2a")
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cand_file = out / "candidates.json"
     from metad2a.engine.budget import PARETO_FILE
 
-    search_outputs = [cand_file] + ([out / PARETO_FILE] if limits.active and _can_plot() else [])
+    search_outputs = [cand_file] + ([out / PARETO_FILE] if limits.active and has_pyplot() else [])
     if stages.done("search", search_settings, search_outputs):
         _say(2, "search", "done before, same settings: reused")
         found = json.loads(cand_file.read_text())
@@ -312,12 +313,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info(f"==> chosen: {ch['describe']} (better than {ch['random_percentile']:.0f} % of random architectures "
              f"by the predictor); report: {out / 'report.md'}; network: {export_dir}")
     return summary
-
-
-def _can_plot() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _datasets(args: argparse.Namespace, size: int) -> tuple[Any, Any, Any, Any]:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from metad2a.files import atomic_write
+from metad2a.plotting import PLOT_EXTRA, has_pyplot, pyplot, save_figure
 
 log = logging.getLogger("metad2a")
 
@@ -41,14 +41,10 @@ def plot_pareto(path: str | Path, costs: Sequence[float], scores: Sequence[float
     Returns:
         Whether the plot was written.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info(f"note: matplotlib is not installed (pip install -e '.[plot]'); {Path(path).name} not written")
+    if not has_pyplot():
+        log.info(f"note: matplotlib is not installed ({PLOT_EXTRA}); {Path(path).name} not written")
         return False
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
     ax.scatter(costs, scores, s=14, c="0.6", label=f"candidates ({len(costs)})")
     fx, fy = [costs[i] for i in front], [scores[i] for i in front]
@@ -63,8 +59,5 @@ def plot_pareto(path: str | Path, costs: Sequence[float], scores: Sequence[float
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return True
