@@ -97,6 +97,24 @@ def open_images(images: str | Path, split: str | None = None) -> Any:
     return build_source(str(images), split=split)
 
 
+def checked_images(images: str | Path, max_per_class: int | None = None,
+                   min_per_class: int = DEFAULT_NUM_SAMPLE) -> tuple[Any, list[int]]:
+    """The image source of ``images`` and its images per class (at most ``max_per_class``), checked
+    by ``check_classes`` before any image is read.
+
+    Raises:
+        MetaD2AError: a missing or empty folder, a single class, or too few images per class.
+    """
+    source = open_images(images)
+    counts = [0] * source.num_classes
+    for t in source.targets:
+        counts[t] += 1
+    if max_per_class:
+        counts = [min(c, max_per_class) for c in counts]
+    check_classes(source.class_names, counts, str(images), min_per_class)
+    return source, counts
+
+
 def extract_features(images: str | Path, extractor: str = DEFAULT_EXTRACTOR, *, max_per_class: int | None = None,
                      seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 64,
                      progress: bool | None = None) -> Features:
@@ -116,13 +134,7 @@ def extract_features(images: str | Path, extractor: str = DEFAULT_EXTRACTOR, *, 
     from metad2a.data.features import extract_features as _extract
 
     spec = get_extractor(extractor)
-    source = open_images(images)
-    counts = [0] * source.num_classes
-    for t in source.targets:
-        counts[t] += 1
-    if max_per_class is not None:
-        counts = [min(c, max_per_class) for c in counts]
-    check_classes(source.class_names, counts, str(images))
+    source, _ = checked_images(images, max_per_class)
     feats = _extract(source, spec, max_per_class=max_per_class, seed=seed, batch_size=batch_size, device=device,
                      progress=progress)
     return Features(list(feats), list(source.class_names), spec.name, source.description)
@@ -276,12 +288,21 @@ class Searcher:
         Raises:
             MetaD2AError: one line naming both widths and the extractor to use.
         """
-        if features.feature_dim != self.feature_dim:
-            fits = [n for n, sp in _extractors().items() if sp.feature_dim == self.feature_dim]
-            raise MetaD2AError(f"the {features.extractor} features are {features.feature_dim}-d but the checkpoints "
-                               f"expect {self.feature_dim}-d; use --extractor {' or '.join(fits) or '(none fits)'} "
-                               f"or checkpoints meta-trained on {features.extractor} features")
+        self.check_width(features.extractor, features.feature_dim)
         check_rows(features.feats, range(features.num_classes), self.checkpoints.num_sample, features.source or "images")
+
+    def check_width(self, extractor: str, feature_dim: int) -> None:
+        """Features of ``extractor`` (``feature_dim`` wide) fit the checkpoints; checked before any
+        image is read when the extractor's width is known.
+
+        Raises:
+            MetaD2AError: one line naming both widths and the extractor to use.
+        """
+        if feature_dim != self.feature_dim:
+            fits = [n for n, sp in _extractors().items() if sp.feature_dim == self.feature_dim]
+            raise MetaD2AError(f"the {extractor} features are {feature_dim}-d but the checkpoints expect "
+                               f"{self.feature_dim}-d; use --extractor {' or '.join(fits) or '(none fits)'} "
+                               f"or checkpoints meta-trained on {extractor} features")
 
     def _target(self, features: Features) -> TargetDataset:
         self.check_features(features)

@@ -131,18 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # ---- checks before anything is written
     searcher = api.load_searcher(args.checkpoints, space, device)
     spec = get_extractor(args.extractor)
-    if spec.feature_dim != searcher.feature_dim:
-        fits = [n for n, sp in EXTRACTORS.items() if sp.feature_dim == searcher.feature_dim]
-        raise MetaD2AError(f"--extractor {spec.name} gives {spec.feature_dim}-d features but the checkpoints expect "
-                           f"{searcher.feature_dim}-d; use --extractor {' or '.join(fits) or '(none fits)'} or "
-                           f"checkpoints meta-trained on {spec.name} features")
-    source = api.open_images(args.images)
-    counts = [0] * source.num_classes
-    for t in source.targets:
-        counts[t] += 1
-    if args.max_per_class:
-        counts = [min(c, args.max_per_class) for c in counts]
-    api.check_classes(source.class_names, counts, args.images, searcher.checkpoints.num_sample)
+    searcher.check_width(spec.name, spec.feature_dim)
+    _, counts = api.checked_images(args.images, args.max_per_class, searcher.checkpoints.num_sample)
     size = args.image_size or space.cost_input_size
     args.input_size = args.input_size or size  # the budget is counted at the network's size
     if args.latency_cache is None:
