@@ -167,13 +167,14 @@ def test_archives_equal_the_plain_loop_over_consecutive_runs(tmp_path):
         assert plain == chunked and len(plain) == 60
 
 
-@pytest.mark.parametrize("want", [3, 25])
-def test_chunked_pooled_loop_equals_the_plain_loop(want):
+@pytest.mark.parametrize("want,batch", [(3, 10), (25, 10), (3, 30)])
+def test_chunked_pooled_loop_equals_the_plain_loop(want, batch):
+    # batch 30: 90 prototypes per pooled set, so the inter-class pooling takes the fused attention kernel
     space, gen, pred, t = OFA, ofa_generator_with_some_valid(), predictor(OFA, hs=8), target(classes=3)
     runner = runner_for(space, hs=8)
-    tc = MetaTestConfig(data_names=("toy",), gen_batch_size=10)
+    tc = MetaTestConfig(data_names=("toy",), gen_batch_size=batch)
     torch.manual_seed(7)
-    archs, scores, decoded = ref.generate_pooled(space, gen, pred, t, want, batch_size=10)
+    archs, scores, decoded = ref.generate_pooled(space, gen, pred, t, want, batch_size=batch)
     after_plain = torch.rand(4)
     torch.manual_seed(7)
     res = runner._generate_pooled(gen, pred, t, want, tc, None)

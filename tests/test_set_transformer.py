@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metad2a.nn.set_pool import SetPool, encode_dataset
-from metad2a.nn.set_transformer import MAB, PMA, SAB
+from metad2a.nn.set_transformer import FUSED_MIN_LEN, MAB, PMA, SAB
 
 
 def test_mab_matches_written_out_equations():
@@ -19,6 +19,44 @@ def test_mab_matches_written_out_equations():
     O = torch.cat(heads, -1)
     expected = O + torch.relu(mab.fc_o(O))
     torch.testing.assert_close(mab(Q, K), expected, rtol=1e-5, atol=1e-6)
+
+
+def _with_biases(module: torch.nn.Module) -> torch.nn.Module:
+    """Default init plus large biases: the folded pooling drops the key bias (it cancels in the softmax)."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 2.0)
+    return module
+
+
+@pytest.mark.parametrize("n", [5, FUSED_MIN_LEN - 1, FUSED_MIN_LEN, 300])
+def test_inference_attention_is_the_written_out_attention(n):
+    torch.manual_seed(n)
+    mab = _with_biases(MAB(12, 12, 8, num_heads=4))
+    X = torch.randn(3, n, 12)
+    P = mab.project_self(X).split(8, -1)
+    fast = mab.attend_inference(*P)
+    torch.testing.assert_close(fast, mab(X, X), rtol=1e-5, atol=1e-5)
+    if n < FUSED_MIN_LEN:  # short sets: literally the reference equations
+        assert torch.equal(fast, mab.attend(*P))
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_folded_pooling_is_pooling_by_attention(seeds):
+    torch.manual_seed(seeds)
+    pma = _with_biases(PMA(8, 4, seeds))
+    X = torch.randn(5, 17, 8) * 3
+    torch.testing.assert_close(pma.pool_inference(X), pma(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [20, 150])
+def test_set_pool_inference_equals_forward(n):
+    torch.manual_seed(n)
+    pool = _with_biases(SetPool(16, 1, 8, dim_hidden=8, num_heads=4))
+    X = torch.randn(4, n, 16)
+    torch.testing.assert_close(pool.infer(X), pool(X), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pool.infer_projected(pool.project(X)), pool(X), rtol=1e-5, atol=1e-5)
 
 
 def test_shapes_and_batch_of_one():

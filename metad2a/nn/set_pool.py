@@ -56,11 +56,17 @@ class SetPool(nn.Module):
         [..., 3 * dim_hidden]. Each output row depends on its input row alone."""
         return self.enc[0].mab.project_self(X)
 
-    def forward_projected(self, P: torch.Tensor) -> torch.Tensor:
-        """``forward`` given ``P = project(X)`` [b, n, 3 * dim_hidden] -> [b, num_outputs, dim_output]."""
-        mab = self.enc[0].mab
-        O = mab.attend(*P.split(mab.dim_V, -1))
-        return self.dec(self.enc[1:](O))
+    def infer(self, X: torch.Tensor) -> torch.Tensor:
+        """``forward`` for inference (``MAB.attend_inference``, ``PMA.pool_inference``): the same
+        numbers up to float rounding, [b, n, dim_input] -> [b, num_outputs, dim_output]."""
+        return self.infer_projected(self.project(X))
+
+    def infer_projected(self, P: torch.Tensor) -> torch.Tensor:
+        """``infer`` given ``P = project(X)`` [b, n, 3 * dim_hidden] -> [b, num_outputs, dim_output]."""
+        first, second = self.enc[0].mab, self.enc[1].mab
+        O = first.attend_inference(*P.split(first.dim_V, -1))
+        O = second.attend_inference(*second.project_self(O).split(second.dim_V, -1))
+        return self.dec[1](self.dec[0].pool_inference(O))
 
 
 def encode_dataset(
@@ -99,6 +105,8 @@ def encode_projected(intra_setpool: SetPool, inter_setpool: SetPool, P: torch.Te
     are most of the encoder's arithmetic (512 -> 3 x 56 per row). Computed once for every row of a
     dataset, they are gathered for each resampled set instead of recomputed: the same numbers, up
     to the float rounding of a matrix product over a different number of rows (docs/fidelity.md#set-encoder).
+    The rest goes through the inference path (``SetPool.infer_projected``, ``SetPool.infer``): the same
+    equations, other float rounding (docs/fidelity.md#fast-inference).
 
     Args:
         P: [R, 3 * dim_hidden] projections of the R feature rows.
@@ -121,6 +129,6 @@ def encode_projected(intra_setpool: SetPool, inter_setpool: SetPool, P: torch.Te
     for i in range(0, b, step):
         part = idx[i: i + step]
         qkv = P.index_select(0, part.reshape(-1)).reshape(len(part) * c, num_sample, -1)
-        protos = intra_setpool.forward_projected(qkv)  # [k*c, 1, z]
-        out.append(inter_setpool(protos.reshape(len(part), c, -1)).reshape(len(part), -1))
+        protos = intra_setpool.infer_projected(qkv)  # [k*c, 1, z]
+        out.append(inter_setpool.infer(protos.reshape(len(part), c, -1)).reshape(len(part), -1))
     return torch.cat(out)

@@ -10,6 +10,10 @@ Numerics kept on purpose (docs/fidelity.md#set-encoder):
 - attention logits are scaled by ``sqrt(dim_V)`` (the full width, not the per-head width);
 - the output is the projected queries plus attention-weighted values (a residual on the queries);
 - then ``O + ReLU(fc_o(O))``.
+
+Search-time inference has a second, faster path with the same arithmetic and other float rounding
+(``MAB.attend_inference``, ``PMA.pool_inference``; docs/fidelity.md#fast-inference). Training and the
+reference path keep the written-out equations above.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Inference: attention over sets of at least this many elements uses the fused kernel (``MAB.attend_inference``).
+FUSED_MIN_LEN = 64
 
 
 class MAB(nn.Module):
@@ -69,6 +76,27 @@ class MAB(nn.Module):
         O = O if getattr(self, "ln1", None) is None else self.ln1(O)
         return O
 
+    def attend_inference(self, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """``attend`` for inference: the same equations, other float rounding.
+
+        Sets of at least ``FUSED_MIN_LEN`` elements go through torch's fused attention kernel,
+        which never materialises the [b*h, m, n] logits (the OFA pooled loop's inter-class pooling
+        attends over 100*C prototypes: 5-6x faster there on the CPU). Short sets keep ``attend``,
+        where the fused kernel is slower.
+        """
+        if K.size(1) < FUSED_MIN_LEN or getattr(self, "ln0", None) is not None:
+            return self.attend(Q, K, V)
+        b, m, _ = Q.shape
+        h, split = self.num_heads, self.dim_V // self.num_heads
+
+        def heads(X: torch.Tensor) -> torch.Tensor:  # [b, n, dim_V] -> [b, h, n, split]
+            return X.view(b, X.size(1), h, split).transpose(1, 2)
+
+        # the original's scale: sqrt of the full width dim_V, not of the head width
+        A_V = F.scaled_dot_product_attention(heads(Q), heads(K), heads(V), scale=1 / math.sqrt(self.dim_V))
+        O = Q + A_V.transpose(1, 2).reshape(b, m, self.dim_V)
+        return O + torch.relu(self.fc_o(O))
+
 
 class SAB(nn.Module):
     """Set attention block: self-attention ``MAB(X, X)``."""
@@ -107,3 +135,28 @@ class PMA(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.mab(self.S.expand(X.size(0), -1, -1), X)
+
+    def pool_inference(self, X: torch.Tensor) -> torch.Tensor:
+        """``forward`` for inference: the same numbers up to float rounding, without the per-element
+        key and value projections [b, n, dim] -> [b, num_seeds, dim].
+
+        The seeds' queries are the same for every set, so each head's logit of an element is
+        ``(q_h W_k,h) . x / sqrt(dim) + q_h . b_k,h``: one dot product with a folded vector, and the
+        bias term, equal for all elements of a set, cancels in the softmax. The weights sum to one,
+        so the attention-weighted values are ``W_v,h (sum_j a_j x_j) + b_v,h``: the projection is
+        applied once per head to the weighted mean instead of to every element.
+        """
+        mab = self.mab
+        if getattr(mab, "ln0", None) is not None:
+            return self.forward(X)
+        b = X.size(0)
+        s, h, dim = self.S.size(1), mab.num_heads, mab.dim_V
+        split = dim // h
+        q = mab.fc_q(self.S[0]).view(s, h, split)  # the seeds' projected queries, per head
+        w_k = mab.fc_k.weight.view(h, split, -1)
+        folded = torch.einsum("shp,hpd->shd", q, w_k).reshape(s * h, -1) / math.sqrt(dim)  # [s*h, dim]
+        a = torch.softmax(X @ folded.t(), 1)  # [b, n, s*h]: each (seed, head) column sums to one over n
+        mean = (a.transpose(1, 2) @ X).view(b, s, h, 1, -1)  # weighted means of the elements
+        A_V = (mean @ mab.fc_v.weight.view(h, split, -1).transpose(1, 2)).view(b, s, dim) + mab.fc_v.bias
+        O = q.reshape(s, dim) + A_V
+        return O + torch.relu(mab.fc_o(O))
