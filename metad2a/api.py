@@ -304,14 +304,14 @@ class Searcher:
                                f"{self.feature_dim}-d; use --extractor {' or '.join(fits) or '(none fits)'} "
                                f"or checkpoints meta-trained on {extractor} features")
 
-    def _target(self, features: Features) -> TargetDataset:
+    def _target(self, features: Features, fast_resampling: bool = False) -> TargetDataset:
         self.check_features(features)
         return TargetDataset("images", list(features.feats), DatasetInfo(features.num_classes),
-                             self.checkpoints.num_sample)
+                             self.checkpoints.num_sample, fast_resampling)
 
     def search(self, features: Features, num_archs: int = 50, budget: Budget | None = None, *, seed: int = 0,
                constrained_decoding: bool = False, input_size: int | None = None,
-               latency_cache: str | Path | None = None) -> list[Candidate]:
+               latency_cache: str | Path | None = None, fast_resampling: bool = False) -> list[Candidate]:
         """Generate ``num_archs`` unique valid architectures for the dataset and rank them.
 
         Args:
@@ -324,6 +324,8 @@ class Searcher:
             input_size: image side of the params/FLOPs counts (default the budget's, else the space's
                 ``cost_input_size``).
             latency_cache: folder of latency caches for a latency limit (default ``results/latency``).
+            fast_resampling: draw the resampled sets from few random numbers: faster with a weak
+                generator, other sets for a seed (docs/fidelity.md#fast-resampling).
 
         Returns:
             Candidates, best ranked first, each with its params and FLOPs (the space's closed-form
@@ -337,8 +339,9 @@ class Searcher:
         from metad2a.engine.budget import make_filter
         from metad2a.seeding import seed_everything
 
-        target = self._target(features)
-        tc = MetaTestConfig(data_names=("images",), num_gen_arch=num_archs, constrained_decoding=constrained_decoding)
+        target = self._target(features, fast_resampling)
+        tc = MetaTestConfig(data_names=("images",), num_gen_arch=num_archs, constrained_decoding=constrained_decoding,
+                            fast_resampling=fast_resampling)
         feasible = None
         if budget is not None:
             feasible = make_filter(self.space, budget, features.num_classes,

@@ -160,6 +160,7 @@ def run(argv: list[str] | None, space_name: str) -> int:
         tc = MetaTestConfig(data_names=data_names(args, space), num_gen_arch=args.num_gen_arch,
                             num_class=args.num_class, load_epoch=args.load_epoch, train_arch=args.train_arch,
                             constrained_decoding=args.constrained_decoding, budget=limits,
+                            fast_resampling=args.fast_resampling,
                             pred_num_sets=args.pred_num_sets, ensemble=tuple(Path(p) for p in args.ensemble),
                             likelihood_weight=args.likelihood_weight)
         _record(run_dir, "test", argv, rc, mc, tc, options, runner.loop)

@@ -142,6 +142,7 @@ class MetaTestConfig:
     likelihood_weight: float = 0.0  # in [0, 1]: share of the generator's log-likelihood in the ranking
     max_gen_batches: int = 2000  # cap on decoding batches per run (the original has ~none)
     constrained_decoding: bool = False  # decode only valid architectures (docs/fidelity.md#constrained-decoding)
+    fast_resampling: bool = False  # resampled sets from few random numbers (docs/fidelity.md#fast-resampling)
     budget: Budget = field(default_factory=Budget)  # no limit: the unconstrained search
 
 

@@ -92,6 +92,9 @@ def build_parser(space: SearchSpace) -> argparse.ArgumentParser:
     a("--constrained-decoding", "--constrained_decoding", dest="constrained_decoding", action="store_true",
       help="new: at search time decode only graphs that are valid architectures of the space (masks "
            "impossible vertex types and edges and renormalises the rest); off by default, as in the original")
+    a("--fast-resampling", "--fast_resampling", dest="fast_resampling", action="store_true",
+      help="new: at search time draw each resampled set's rows from 40 random numbers per class instead of one "
+           "per feature row (uniform too, but other sets for a seed); off by default")
     add_budget_flags(p, space.cost_input_size)
     a("--rank-loss", "--rank_loss", dest="rank_loss", type=float, default=0.0,
       help="new: predictor meta-training adds this weight x a pairwise ranking loss to the MSE (0: original)")

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="image features; must be the one the checkpoints were meta-trained on")
     a("--num-archs", type=int, default=50, help="architectures to generate and rank")
     a("--constrained-decoding", action="store_true", help="decode only valid architectures")
+    a("--fast-resampling", action="store_true",
+      help="draw resampled sets from few random numbers (faster with a weak generator; other sets for a seed)")
     a("--random-archs", type=int, default=200, help="random architectures scored for the report's baseline")
     a("--max-per-class", type=int, default=None, help="use at most N images per class for the features")
     a("--train", action="store_true", help="train the chosen architecture with the space's recipe (from "
@@ -173,6 +175,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     search_settings = {"features": _digest(feat_settings), "space": space.name,
                        "checkpoints": [file_sha256(ck.generator)[:16], file_sha256(ck.predictor)[:16]],
                        "num_archs": args.num_archs, "seed": args.seed, "constrained": args.constrained_decoding,
+                       # only when on: earlier output folders keep resuming
+                       **({"fast_resampling": True} if args.fast_resampling else {}),
                        "input_size": size, "ranking": ck.ranking,
                        "budget": {k: getattr(args, k) for k in ("max_params", "max_flops", "max_latency_ms",
                                                                "latency_device", "latency_batch", "latency_threads",
@@ -189,7 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.time()
         cands = searcher.search(features, args.num_archs, limits if limits.active else None, seed=args.seed,
                                 constrained_decoding=args.constrained_decoding, input_size=size,
-                                latency_cache=args.latency_cache)
+                                latency_cache=args.latency_cache, fast_resampling=args.fast_resampling)
         st = searcher.last
         found = {"stats": {"decoded": st.decoded, "valid": st.valid, "unique": st.unique, "seconds": st.seconds,
                            "stop_reason": st.stop_reason},
@@ -282,7 +286,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "description": ck.description},
         "features": {"extractor": features.extractor, "feature_dim": features.feature_dim,
                      "images_per_class": [int(f.size(0)) for f in features.feats]},
-        "search": {**found["stats"], "num_archs": args.num_archs, "constrained_decoding": args.constrained_decoding},
+        "search": {**found["stats"], "num_archs": args.num_archs, "constrained_decoding": args.constrained_decoding,
+                   "fast_resampling": args.fast_resampling},
         "ranking": ck.ranking or {"pred_num_sets": 10, "likelihood_weight": 0.0},
         "budget": found.get("budget"),
         "predicted_accuracy_meaning": searcher.predictor_meta.get("acc_meaning") or (

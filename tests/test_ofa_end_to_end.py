@@ -181,10 +181,10 @@ def test_constrained_decoding_with_a_one_epoch_generator(trained, monkeypatch):
     d = trained[0]
     monkeypatch.chdir(d)
     assert main("--gpu cpu --model generator --test --load-epoch 1 --num-gen-arch 5 --data-name mine "
-                "--constrained-decoding".split(), space="ofa_mbv3") == 0
+                "--constrained-decoding --fast-resampling".split(), space="ofa_mbv3") == 0
     out = d / "results" / "meta_test" / "mine" / "5"
     result = json.loads((out / "result.json").read_text())
-    assert result["constrained_decoding"] is True
+    assert result["constrained_decoding"] is True and result["fast_resampling"] is True
     run = result["runs"][0]
     assert run["unique"] == 5 and run["valid"] == run["decoded"] and run["stop_reason"] is None
     gen = json.loads((out / "generation.json").read_text())

@@ -190,6 +190,57 @@ def test_chunked_pooled_loop_equals_the_plain_loop(want, batch):
 
 
 # --------------------------------------------------------------------------- early stop
+# --------------------------------------------------------------------------- --fast-resampling
+def _inclusion_pvalue(idx: torch.Tensor, rows: int) -> float:
+    """Chi-square p-value of how often each row was chosen, against equal chances."""
+    from scipy.stats import chisquare
+
+    return float(chisquare(torch.bincount(idx.reshape(-1), minlength=rows).double().numpy()).pvalue)
+
+
+@pytest.mark.parametrize("rows", [5000, 45])
+def test_fast_resampling_draws_uniform_distinct_rows(rows):
+    from metad2a.data.sets import sample_rows_fast
+
+    g = torch.Generator().manual_seed(rows)
+    idx = sample_rows_fast([rows] * 4000, 20, g)
+    assert idx.shape == (4000, 20) and int(idx.min()) >= 0 and int(idx.max()) < rows
+    assert all(len(set(r)) == 20 for r in idx.tolist())  # without replacement
+    assert _inclusion_pvalue(idx, rows) > 1e-3  # every row equally likely (for 45 rows: fallbacks mixed in)
+    # 40 draws per class, not one per row: the generator moved exactly as far as 4000 x 40 uniforms
+    used = torch.Generator().manual_seed(rows)
+    torch.rand(4000, 40, generator=used, dtype=torch.float64)
+    if rows == 5000:  # no class needed the fallback
+        assert torch.equal(g.get_state(), used.get_state())
+    # a biased sampler fails the same check (the test can fail)
+    assert _inclusion_pvalue(torch.cat([idx, torch.zeros(50, 20, dtype=torch.long)]), rows) < 1e-6
+
+
+def test_fast_resampling_falls_back_for_small_classes():
+    from metad2a.data.sets import sample_rows_fast
+
+    idx = sample_rows_fast([20, 5000, 21], 20, torch.Generator().manual_seed(0))
+    assert sorted(idx[0].tolist()) == list(range(20))  # 40 draws from 20 rows never hold 20 distinct ones
+    assert all(len(set(r)) == 20 for r in idx.tolist()) and int(idx[2].max()) < 21
+
+
+def test_fast_resampling_search_end_to_end():
+    space, gen = NB201, generator(NB201)
+    fast = TargetDataset("toy", target().feats, DatasetInfo(3), num_sample=20, fast_resampling=True)
+    runner = runner_for(space)
+    tc = MetaTestConfig(data_names=("toy",), fast_resampling=True)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(runner.generate(gen, fast, 15, tc))
+    assert runs[0].archs == runs[1].archs and len(runs[0].archs) == 15  # deterministic for a seed
+    torch.manual_seed(3)
+    default = runner.generate(gen, target(), 15, MetaTestConfig(data_names=("toy",)))
+    assert default.archs != runs[0].archs  # other sets for the same seed (docs/fidelity.md#fast-resampling)
+    sets = fast.sample(3, torch.Generator().manual_seed(1))
+    assert sets.shape == (3, 60, 8)
+
+
 def test_yield_verdict_rules():
     assert yield_verdict(9_999, 0, 0, 500, 200_000) is None  # too early to judge
     line = yield_verdict(10_000, 0, 0, 500, 200_000)

@@ -10,7 +10,7 @@ import torch
 from metad2a import paths
 from metad2a.data.catalog import DatasetInfo
 from metad2a.data.formats import read_bylabel
-from metad2a.data.sets import check_rows, sample_batch, sample_rows
+from metad2a.data.sets import check_rows, sample_batch, sample_rows, sample_rows_fast
 from metad2a.errors import DataFileError
 
 HOW_TO_GET_FEATURES = (
@@ -25,6 +25,7 @@ class TargetDataset:
     feats: list[torch.Tensor]
     info: DatasetInfo
     num_sample: int
+    fast_resampling: bool = False  # --fast-resampling: sample_rows_fast (docs/fidelity.md#fast-resampling)
 
     @property
     def feature_dim(self) -> int:
@@ -33,7 +34,8 @@ class TargetDataset:
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` independent resamples: classes 0..C-1 in order, ``num_sample`` distinct random rows
         each -> [count, C*num_sample, D]."""
-        return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator)
+        return sample_batch(self.feats, [range(self.info.num_classes)] * count, self.num_sample, generator,
+                            self.fast_resampling)
 
     def rows(self) -> torch.Tensor:
         """The feature rows of the used classes 0..C-1, concatenated in class order: [R, D]."""
@@ -45,13 +47,14 @@ class TargetDataset:
         -> [count, C*num_sample] long."""
         sizes = [f.size(0) for f in self.feats[: self.info.num_classes]]
         offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
-        idx = sample_rows(sizes * count, self.num_sample, generator)  # [count*C, n]
+        draw = sample_rows_fast if self.fast_resampling else sample_rows
+        idx = draw(sizes * count, self.num_sample, generator)  # [count*C, n]
         idx = idx + offsets.repeat(count)[:, None]
         return idx.reshape(count, -1)
 
 
 def load_target(data_path: Path, name: str, num_sample: int, info: DatasetInfo,
-                feature_dim: int | None = None) -> TargetDataset:
+                feature_dim: int | None = None, fast_resampling: bool = False) -> TargetDataset:
     """Load ``<data>/<name>bylabel.pt``; the class count comes from ``--num-class``, the space's
     catalog, or the file itself (your own dataset).
 
@@ -71,5 +74,5 @@ def load_target(data_path: Path, name: str, num_sample: int, info: DatasetInfo,
     if feature_dim is not None and d != feature_dim:
         raise DataFileError(f"{path}: features are {d}-dimensional but the checkpoint expects {feature_dim}; "
                             f"extract features with the same extractor the model was meta-trained on")
-    return TargetDataset(name, feats, info, num_sample)
+    return TargetDataset(name, feats, info, num_sample, fast_resampling)
 

@@ -410,7 +410,8 @@ class GeneratorRunner(Runner):
                                   f"{model.feature_dim}-d; both must be meta-trained on the same features")
         for name in tc.data_names:
             target = load_target(self.run.data_path, name, self.mc.num_sample,
-                                 self.space.dataset_info(name, tc.num_class), model.feature_dim)
+                                 self.space.dataset_info(name, tc.num_class), model.feature_dim,
+                                 tc.fast_resampling)
             out = paths.meta_test_dir(self.run.save_path, name,
                                       tc.num_gen_arch if self.space.num_gen_arch_dir else None)
             log.info(f"==> generate architectures for {name}")
@@ -463,7 +464,7 @@ class GeneratorRunner(Runner):
         """``generation.json``: the counts of every run (docs/data.md#generation-json)."""
         return {
             "dataset": target.name, "search_space": self.space.name, "num_gen_arch": tc.num_gen_arch,
-            "constrained_decoding": tc.constrained_decoding, "runs": counts,
+            "constrained_decoding": tc.constrained_decoding, "fast_resampling": tc.fast_resampling, "runs": counts,
             "note": "per run: graphs decoded, valid graphs among them (repeats included), unique valid "
                     "architectures kept (the lines of run_<k>.txt), seconds, and why a run stopped "
                     "before num_gen_arch (null when it did not)",
@@ -488,6 +489,7 @@ class GeneratorRunner(Runner):
         return {
             "dataset": target.name, "num_classes": target.info.num_classes, "search_space": self.space.name,
             "num_gen_arch": tc.num_gen_arch, "constrained_decoding": tc.constrained_decoding,
+            "fast_resampling": tc.fast_resampling,
             "mode": ("original: 100 resampled sets pooled per decoded graph, scored with its sampled edges"
                      if self.loop.pooled_search else "per-set: one graph per resampled set, scored on canonical graphs"),
             "top1_arch": records[0]["top1_arch"], "top1_score": records[0]["top1_score"],

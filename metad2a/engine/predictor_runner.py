@@ -172,7 +172,8 @@ class PredictorRunner(Runner):
         results = []
         for name in tc.data_names:
             target = load_target(self.run.data_path, name, self.mc.num_sample,
-                                 self.space.dataset_info(name, tc.num_class), model.feature_dim)
+                                 self.space.dataset_info(name, tc.num_class), model.feature_dim,
+                                 tc.fast_resampling)
             results.append(self._meta_test_one(models, meta, target, table, tc, gen))
         return results
 
