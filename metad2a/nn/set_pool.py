@@ -57,15 +57,14 @@ class SetPool(nn.Module):
         return self.enc[0].mab.project_self(X)
 
     def infer(self, X: torch.Tensor) -> torch.Tensor:
-        """``forward`` for inference (``MAB.attend_inference``, ``PMA.pool_inference``): the same
+        """``forward`` for inference (``MAB.self_attend_inference``, ``PMA.pool_inference``): the same
         numbers up to float rounding, [b, n, dim_input] -> [b, num_outputs, dim_output]."""
         return self.infer_projected(self.project(X))
 
     def infer_projected(self, P: torch.Tensor) -> torch.Tensor:
         """``infer`` given ``P = project(X)`` [b, n, 3 * dim_hidden] -> [b, num_outputs, dim_output]."""
         first, second = self.enc[0].mab, self.enc[1].mab
-        O = first.attend_inference(*P.split(first.dim_V, -1))
-        O = second.attend_inference(*second.project_self(O).split(second.dim_V, -1))
+        O = second.self_attend_inference(second.project_self(first.self_attend_inference(P)))
         return self.dec[1](self.dec[0].pool_inference(O))
 
 
