@@ -17,7 +17,8 @@ Writes its tables into BENCHMARKS.md (section ``bench_search_nb201``; ``--no-wri
   CIFAR-10-sized feature file (10 classes x 5,000 rows x 512), ``cifar10bylabel.pt`` of the data folder.
 
 Before = the plain loop (``tests/reference_search.py``: one loader batch of 100 sets at a time, the set
-encoder on the sampled rows); after = ``GeneratorRunner.generate``. Each run is timed before and after
+encoder on the sampled rows); after = ``GeneratorRunner.generate``; fast = the same with
+``--fast-resampling`` (same seeds, other sets: its archives are not compared). Each run is timed before and after
 back to back (alternating which goes first) with the same seed, and the two must return the same
 architectures. Ranking time: the predictor scoring the run's 500 architectures (10 common sets).
 Constrained vs unconstrained: the same generator, target and seeds; the kept architectures' predictor
@@ -31,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from _search_common import REPO, SHARED, dist, interleaved, machine, main_py, median, spread, write_section
@@ -125,10 +127,26 @@ def protocol(label: str, gen, pred, hs_pred: int, target: TargetDataset, runs: i
         t0 = time.perf_counter()
         p_run.score(pred, target, res.archs, tc.pred_num_sets)
         rank.append(time.perf_counter() - t0)
+    # --fast-resampling (docs/fidelity.md#fast-resampling): the same seeds, other sets, so other archives
+    fast_target = replace(target, fast_resampling=True)
+    tc_fast = replace(tc, fast_resampling=True)
+    fast_s, fast_rank_s, fast_decoded = [], [], []
+    for i in range(runs):
+        torch.manual_seed(seeds[i])
+        t0 = time.perf_counter()
+        res_f = g_run.generate(gen, fast_target, want, tc_fast)
+        fast_s.append(time.perf_counter() - t0)
+        if len(res_f.archs) != want:
+            sys.exit(f"{label}: --fast-resampling found {len(res_f.archs)} of {want}")
+        t0 = time.perf_counter()
+        p_run.score(pred, fast_target, res_f.archs, tc.pred_num_sets)
+        fast_rank_s.append(time.perf_counter() - t0)
+        fast_decoded.append(res_f.decoded)
     res = [o[1] for o in outs]
     return {"label": label, "before_s": tb, "after_s": ta, "rank_s": rank, "sampling_s": sampling,
             "decoded": [r.decoded for r in res], "valid": [r.valid for r in res],
-            "unique": [len(r.archs) for r in res]}
+            "unique": [len(r.archs) for r in res], "fast_s": fast_s, "fast_rank_s": fast_rank_s,
+            "fast_decoded": fast_decoded}
 
 
 def constrained_vs_free(label: str, gen, pred, hs_pred: int, target: TargetDataset, runs: int, want: int,
@@ -210,13 +228,17 @@ def main() -> None:
              f"Before and after ran back to back per run (same seed, same architectures checked); figures are "
              f"medians (min–max) over {runs} runs.", "",
              "| generator | yield (valid / decoded) | graphs decoded per run | generator step per run, before | "
-             "after | before / after | of which drawing the sets' rows | ranking 500 archs | after + ranking |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "after | before / after | of which drawing the sets' rows | ranking 500 archs | after + ranking | "
+             "`--fast-resampling`: generator step | before / fast | fast + ranking |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in speed:
         ratio = median(r["before_s"]) / median(r["after_s"])
         lines.append(f"| {r['label']} | {sum(r['valid']) / sum(r['decoded']):.1%} | {median(r['decoded']):,.0f} | "
                      f"{spread(r['before_s'])} s | **{spread(r['after_s'])} s** | {ratio:.1f}x | "
-                     f"{spread(r['sampling_s'])} s | {spread(r['rank_s'])} s | {median([x + y for x, y in zip(r['after_s'], r['rank_s'])]):.2f} s |")
+                     f"{spread(r['sampling_s'])} s | {spread(r['rank_s'])} s | "
+                     f"{median([x + y for x, y in zip(r['after_s'], r['rank_s'])]):.2f} s | "
+                     f"**{spread(r['fast_s'])} s** | {median(r['before_s']) / median(r['fast_s']):.1f}x | "
+                     f"{median([x + y for x, y in zip(r['fast_s'], r['fast_rank_s'])]):.2f} s |")
     lines += ["", f"Constrained vs unconstrained decoding, {max(1, runs // 3)} run(s) x {a.want} per generator "
               "(same seeds). Scores: the predictor's normalised output; accuracy: NB201 CIFAR-10 test accuracy "
               "(200 epochs) of the kept cells from the real table" + ("" if table else " (table absent: skipped)")

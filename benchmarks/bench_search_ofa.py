@@ -107,10 +107,13 @@ def pooled_speed(gen, pred, target, pooled: int, reps: int, constrained: bool) -
             "valid": [r.valid for r in res], "unique": [len(r.archs) for r in res]}
 
 
-def search_runs(gen, pred, target, want: int, reps: int, constrained: bool) -> dict:
-    """The real search (early stop on) ``reps`` times: seconds, counts, scores of the kept subnets."""
+def search_runs(gen, pred, target, want: int, reps: int, constrained: bool, fast: bool = False) -> dict:
+    """The real search (early stop on) ``reps`` times: seconds, counts, scores of the kept subnets.
+    ``fast``: with ``--fast-resampling`` (docs/fidelity.md#fast-resampling)."""
     run = runner()
-    tc = MetaTestConfig(data_names=("cifar10",), num_gen_arch=want, constrained_decoding=constrained)
+    target = replace(target, fast_resampling=fast)
+    tc = MetaTestConfig(data_names=("cifar10",), num_gen_arch=want, constrained_decoding=constrained,
+                        fast_resampling=fast)
     run.search(gen, pred, target, 1, tc)  # projections
     secs, res = [], []
     for i in range(reps):
@@ -146,6 +149,7 @@ def main() -> None:
     gen1 = load("generator", gen_dir / "ckpt_1.pt", 56)
     speed = [pooled_speed(gen1, pred, target, pooled, reps, c) for c in (False, True)]
     constrained = search_runs(gen1, pred, target, a.want, runs, True)
+    constrained_fast = search_runs(gen1, pred, target, a.want, runs, True, fast=True)
     compare = []
     for ep in [1] if a.quick else sorted({1, a.gen_epochs}):
         g = gen1 if ep == 1 else load("generator", gen_dir / f"ckpt_{ep}.pt", 56)
@@ -167,7 +171,9 @@ def main() -> None:
                      f"{median(per100[0]) / median(per100[1]):.1f}x |")
     lines += ["", f"`--constrained-decoding`, 1-epoch generator, one search run of {a.want} subnets (pooled loop, "
               f"scoring included): **{spread(constrained['seconds'])} s** per run over {runs} run(s) "
-              f"({median(constrained['decoded']):.0f} pooled sets decoded, all valid).", "",
+              f"({median(constrained['decoded']):.0f} pooled sets decoded, all valid); with `--fast-resampling` "
+              f"as well (same seeds, other sets): **{spread(constrained_fast['seconds'])} s** "
+              f"({median(constrained_fast['unique']):.0f} subnets found).", "",
               f"Constrained vs unconstrained, {a.want} subnets requested, one run (early stop on); scores: the "
               "predictor's normalised output of the kept subnets, mean / median / p90 / max.", "",
               "| generator | decoding | pooled sets decoded | valid rate | unique rate | seconds | predictor scores "
@@ -180,7 +186,7 @@ def main() -> None:
                      f"{'early: ' + r['stop'][0].split(';')[0] if r['stop'][0] else 'no'} |")
     text = "\n".join(lines)
     print(text)
-    print(json.dumps({"speed": speed, "constrained": constrained,
+    print(json.dumps({"speed": speed, "constrained": constrained, "constrained_fast": constrained_fast,
                       "compare": [{k: v for k, v in r.items() if k != "scores"} for r in compare]}, default=str)[:4000])
     if not a.no_write:
         write_section("bench_search_ofa", "### OFA: the pooled loop before/after; `--constrained-decoding`\n\n" + text)
