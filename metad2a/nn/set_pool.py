@@ -111,10 +111,12 @@ def encode_projected(intra_setpool: SetPool, inter_setpool: SetPool, P: torch.Te
         P: [R, 3 * dim_hidden] projections of the R feature rows.
         idx: [b, c*n] row indices into ``P``, ``n = num_sample`` consecutive rows per class.
         num_sample: rows per class.
-        max_rows: sets are encoded in groups of at most this many rows (one set at least). Small
-            groups keep every intermediate tensor under glibc's mmap threshold (32 MB): larger ones are
-            mapped and unmapped at every call, and the page faults cost more than the arithmetic
-            (a CPU encode of 200,000 rows took 2.5 s in one group, 0.7 s in groups of 10,000).
+        max_rows: the class groups are pooled in groups of at most this many rows (one class at
+            least), the prototypes of whole sets likewise. Small groups keep every intermediate tensor
+            in the cache and under glibc's mmap threshold (32 MB): larger ones are mapped and unmapped
+            at every call, and the page faults cost more than the arithmetic (a CPU encode of 200,000
+            rows took 2.5 s in one group, 0.7 s in groups of 10,000). A pooled set of the OFA loop
+            (20,000 rows) is split too: its classes are pooled independently.
 
     Returns:
         [b, z], as ``encode_dataset(intra_setpool, inter_setpool, rows[idx], num_sample)``.
@@ -123,11 +125,8 @@ def encode_projected(intra_setpool: SetPool, inter_setpool: SetPool, P: torch.Te
     if r % num_sample:
         raise ValueError(f"{r} rows per set is not a multiple of num_sample={num_sample}")
     c = r // num_sample
-    step = max(1, max_rows // r)
-    out = []
-    for i in range(0, b, step):
-        part = idx[i: i + step]
-        qkv = P.index_select(0, part.reshape(-1)).reshape(len(part) * c, num_sample, -1)
-        protos = intra_setpool.infer_projected(qkv)  # [k*c, 1, z]
-        out.append(inter_setpool.infer(protos.reshape(len(part), c, -1)).reshape(len(part), -1))
-    return torch.cat(out)
+    groups = idx.reshape(b * c, num_sample)  # one row per class group, sets in order
+    protos = torch.cat([intra_setpool.infer_projected(P.index_select(0, g.reshape(-1)).reshape(len(g), num_sample, -1))
+                        for g in groups.split(max(1, max_rows // num_sample))])  # [b*c, 1, z]
+    protos = protos.reshape(b, c, -1)
+    return torch.cat([inter_setpool.infer(p).reshape(len(p), -1) for p in protos.split(max(1, max_rows // c))])
