@@ -171,10 +171,12 @@ def test_search_under_a_budget_keeps_only_feasible_candidates(images, tmp_path):
     from metad2a.search_spaces.nasbench201.space import NASBENCH201
 
     out = tmp_path / "out"
-    assert _search([images, "--out", out, "--num-archs", "6", "--random-archs", "5", "--max-params", "0.5"]) == 0
+    assert _search([images, "--out", out, "--num-archs", "6", "--random-archs", "5", "--max-params", "0.5",
+                    "--fast-resampling"]) == 0
     s = json.loads((out / "summary.json").read_text())
     cands = json.loads((out / "candidates.json").read_text())["candidates"]
     assert len(cands) == 6 and s["budget"]["limits"] == {"--max-params": 0.5} and (out / "pareto.png").is_file()
+    assert s["search"]["fast_resampling"] is True
     for c in cands:
         assert count_parameters(NASBENCH201.build_network(c["arch"], 3)) / 1e6 <= 0.5
     assert s["budget"]["chosen"]["arch"] == s["chosen"]["arch_key"]
