@@ -110,20 +110,30 @@ def pooled_speed(gen, pred, target, pooled: int, reps: int, constrained: bool) -
 def search_runs(gen, pred, target, want: int, reps: int, constrained: bool, fast: bool = False) -> dict:
     """The real search (early stop on) ``reps`` times: seconds, counts, scores of the kept subnets.
     ``fast``: with ``--fast-resampling`` (docs/fidelity.md#fast-resampling)."""
+    return paired_runs(gen, pred, target, want, reps, constrained, (fast,))[0]
+
+
+def paired_runs(gen, pred, target, want: int, reps: int, constrained: bool, variants=(False, True)) -> list[dict]:
+    """``search_runs`` for each ``--fast-resampling`` setting in ``variants``, alternating per
+    repetition (same seeds), so that a change in the machine's load hits all of them alike."""
     run = runner()
-    target = replace(target, fast_resampling=fast)
-    tc = MetaTestConfig(data_names=("cifar10",), num_gen_arch=want, constrained_decoding=constrained,
-                        fast_resampling=fast)
-    run.search(gen, pred, target, 1, tc)  # projections
-    secs, res = [], []
+    setups = []
+    for fast in variants:
+        t = replace(target, fast_resampling=fast)
+        tc = MetaTestConfig(data_names=("cifar10",), num_gen_arch=want, constrained_decoding=constrained,
+                            fast_resampling=fast)
+        run.search(gen, pred, t, 1, tc)  # projections
+        setups.append((t, tc, [], []))
     for i in range(reps):
-        torch.manual_seed(300 + i)
-        t0 = time.perf_counter()
-        res.append(run.search(gen, pred, target, want, tc))
-        secs.append(time.perf_counter() - t0)
-    return {"constrained": constrained, "seconds": secs, "decoded": [r.decoded for r in res],
-            "valid": [r.valid for r in res], "unique": [len(r.archs) for r in res],
-            "scores": [s for r in res for s in r.scores], "stop": [r.stop_reason for r in res]}
+        for t, tc, secs, res in setups:
+            torch.manual_seed(300 + i)
+            t0 = time.perf_counter()
+            res.append(run.search(gen, pred, t, want, tc))
+            secs.append(time.perf_counter() - t0)
+    return [{"constrained": constrained, "fast_resampling": tc.fast_resampling, "seconds": secs,
+             "decoded": [r.decoded for r in res], "valid": [r.valid for r in res],
+             "unique": [len(r.archs) for r in res], "scores": [s for r in res for s in r.scores],
+             "stop": [r.stop_reason for r in res]} for _, tc, secs, res in setups]
 
 
 def main() -> None:
@@ -138,7 +148,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     a = ap.parse_args()
-    pooled, reps, runs = (30, 2, 1) if a.quick else (a.pooled, 3, 3)
+    pooled, reps, runs = (30, 2, 1) if a.quick else (a.pooled, 3, 5)
     torch.set_num_threads(a.threads)
     work = Path(a.work)
     build(work, a.gen_epochs, 1 if a.quick else a.pred_epochs, a.threads)
@@ -148,8 +158,7 @@ def main() -> None:
                            DatasetInfo(10, runs=10), 20)
     gen1 = load("generator", gen_dir / "ckpt_1.pt", 56)
     speed = [pooled_speed(gen1, pred, target, pooled, reps, c) for c in (False, True)]
-    constrained = search_runs(gen1, pred, target, a.want, runs, True)
-    constrained_fast = search_runs(gen1, pred, target, a.want, runs, True, fast=True)
+    constrained, constrained_fast = paired_runs(gen1, pred, target, a.want, runs, True)
     compare = []
     for ep in [1] if a.quick else sorted({1, a.gen_epochs}):
         g = gen1 if ep == 1 else load("generator", gen_dir / f"ckpt_{ep}.pt", 56)
@@ -172,7 +181,8 @@ def main() -> None:
     lines += ["", f"`--constrained-decoding`, 1-epoch generator, one search run of {a.want} subnets (pooled loop, "
               f"scoring included): **{spread(constrained['seconds'])} s** per run over {runs} run(s) "
               f"({median(constrained['decoded']):.0f} pooled sets decoded, all valid); with `--fast-resampling` "
-              f"as well (same seeds, other sets): **{spread(constrained_fast['seconds'])} s** "
+              f"as well (same seeds, other sets; the two alternated run by run): "
+              f"**{spread(constrained_fast['seconds'])} s** "
               f"({median(constrained_fast['unique']):.0f} subnets found).", "",
               f"Constrained vs unconstrained, {a.want} subnets requested, one run (early stop on); scores: the "
               "predictor's normalised output of the kept subnets, mean / median / p90 / max.", "",
