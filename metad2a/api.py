@@ -390,12 +390,14 @@ class Searcher:
         s, p = rank_scores([self.predictor], sets, ranker._graphs(list(archs)), self.generator, self.likelihood_weight)
         return s.tolist(), p.tolist()
 
-    def score(self, features: Features, archs: Sequence[Any], seed: int = 0) -> list[float]:
+    def score(self, features: Features, archs: Sequence[Any], seed: int = 0, fast_resampling: bool = False
+              ) -> list[float]:
         """The ranking score of each architecture on the same resampled sets of the dataset, on the
         canonical graphs (how the generated and random architectures are compared). With a likelihood
         weight in the checkpoints' ranking the scores are standardised over ``archs``: score every
-        architecture to be compared in one call."""
-        return self._rank(self._target(features), archs, seed)[0]
+        architecture to be compared in one call. ``fast_resampling``: the sets drawn as by
+        ``search(fast_resampling=True)`` (docs/fidelity.md#fast-resampling)."""
+        return self._rank(self._target(features, fast_resampling), archs, seed)[0]
 
 
 def _extractors() -> dict[str, Any]:

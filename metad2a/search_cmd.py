@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.time()
         rand = space.random_archs(args.random_archs, args.seed)
         # one call: with a likelihood weight in the ranking the scores are standardised over what is scored
-        both = searcher.score(features, archs + rand, args.seed)
+        both = searcher.score(features, archs + rand, args.seed, fast_resampling=args.fast_resampling)
         base = {"generated": both[:len(archs)], "random": both[len(archs):], "num_sets": searcher.num_sets}
         write_json(base_file, base)
         stages.finish("baseline", base_settings, time.time() - t0)

@@ -177,14 +177,15 @@ def test_search_with_an_untrained_generator_ends_with_one_line(trained, monkeypa
     assert "the generator looks under-trained" in err[0] and "--constrained-decoding" in err[0]
 
 
-def test_constrained_decoding_with_a_one_epoch_generator(trained, monkeypatch):
+@pytest.mark.parametrize("fast", [False, True])
+def test_constrained_decoding_with_a_one_epoch_generator(trained, monkeypatch, fast):
     d = trained[0]
     monkeypatch.chdir(d)
-    assert main("--gpu cpu --model generator --test --load-epoch 1 --num-gen-arch 5 --data-name mine "
-                "--constrained-decoding --fast-resampling".split(), space="ofa_mbv3") == 0
+    assert main(("--gpu cpu --model generator --test --load-epoch 1 --num-gen-arch 5 --data-name mine "
+                 "--constrained-decoding" + (" --fast-resampling" if fast else "")).split(), space="ofa_mbv3") == 0
     out = d / "results" / "meta_test" / "mine" / "5"
     result = json.loads((out / "result.json").read_text())
-    assert result["constrained_decoding"] is True and result["fast_resampling"] is True
+    assert result["constrained_decoding"] is True and result["fast_resampling"] is fast
     run = result["runs"][0]
     assert run["unique"] == 5 and run["valid"] == run["decoded"] and run["stop_reason"] is None
     gen = json.loads((out / "generation.json").read_text())

@@ -171,15 +171,32 @@ def test_search_under_a_budget_keeps_only_feasible_candidates(images, tmp_path):
     from metad2a.search_spaces.nasbench201.space import NASBENCH201
 
     out = tmp_path / "out"
-    assert _search([images, "--out", out, "--num-archs", "6", "--random-archs", "5", "--max-params", "0.5",
-                    "--fast-resampling"]) == 0
+    assert _search([images, "--out", out, "--num-archs", "6", "--random-archs", "5", "--max-params", "0.5"]) == 0
     s = json.loads((out / "summary.json").read_text())
     cands = json.loads((out / "candidates.json").read_text())["candidates"]
     assert len(cands) == 6 and s["budget"]["limits"] == {"--max-params": 0.5} and (out / "pareto.png").is_file()
-    assert s["search"]["fast_resampling"] is True
+    assert s["search"]["fast_resampling"] is False
     for c in cands:
         assert count_parameters(NASBENCH201.build_network(c["arch"], 3)) / 1e6 <= 0.5
     assert s["budget"]["chosen"]["arch"] == s["chosen"]["arch_key"]
+
+
+def test_search_with_fast_resampling(images, tmp_path, monkeypatch):
+    """--fast-resampling reaches the search and the baseline (both score on fast-drawn sets) and is recorded."""
+    from metad2a import api
+    from metad2a.data import meta_test
+
+    drawn, scored = [], []
+    fast, score = meta_test.sample_rows_fast, api.Searcher.score
+    monkeypatch.setattr(meta_test, "sample_rows_fast", lambda *a, **k: drawn.append(1) or fast(*a, **k))
+    monkeypatch.setattr(api.Searcher, "score", lambda self, *a, **k: scored.append(k) or score(self, *a, **k))
+    out = tmp_path / "out"
+    assert _search([images, "--out", out, "--num-archs", "4", "--random-archs", "3", "--fast-resampling"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["search"]["fast_resampling"] is True and s["search"]["unique"] == 4
+    assert drawn and scored == [{"fast_resampling": True}]
+    base = json.loads((out / "baseline.json").read_text())
+    assert len(base["generated"]) == 4 and len(base["random"]) == 3
 
 
 @pytest.mark.slow

@@ -59,8 +59,10 @@ def ofa_generator_with_some_valid(d=8):
 
 
 # --------------------------------------------------------------------------- exact building blocks
-def test_sample_indices_are_the_same_draws_as_sample():
+@pytest.mark.parametrize("fast", [False, True])
+def test_sample_indices_are_the_same_draws_as_sample(fast):
     t = target()
+    t.fast_resampling = fast
     a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     idx = t.sample_indices(7, a)
     x = t.sample(7, b)
@@ -98,8 +100,9 @@ def test_projected_encoding_in_row_limited_groups():
     with torch.no_grad():
         P = m.project_rows(t.rows())
         whole = encode_projected(m.intra_setpool, m.inter_setpool, P, idx, 20)
-        groups = encode_projected(m.intra_setpool, m.inter_setpool, P, idx, 20, max_rows=200)  # 2 sets per group
-    assert torch.allclose(groups, whole, rtol=1e-5, atol=1e-6)
+        for max_rows in (200, 24):  # class groups 10 / 1 at a time; prototypes of 66 / 8 sets at a time
+            groups = encode_projected(m.intra_setpool, m.inter_setpool, P, idx, 20, max_rows=max_rows)
+            assert torch.allclose(groups, whole, rtol=1e-5, atol=1e-6)
 
 
 def test_type_key_identifies_types_and_length():
@@ -216,12 +219,19 @@ def test_fast_resampling_draws_uniform_distinct_rows(rows):
     assert _inclusion_pvalue(torch.cat([idx, torch.zeros(50, 20, dtype=torch.long)]), rows) < 1e-6
 
 
-def test_fast_resampling_falls_back_for_small_classes():
-    from metad2a.data.sets import sample_rows_fast
+def test_fast_resampling_falls_back_for_small_classes(monkeypatch):
+    from metad2a.data import sets
 
-    idx = sample_rows_fast([20, 5000, 21], 20, torch.Generator().manual_seed(0))
-    assert sorted(idx[0].tolist()) == list(range(20))  # 40 draws from 20 rows never hold 20 distinct ones
-    assert all(len(set(r)) == 20 for r in idx.tolist()) and int(idx[2].max()) < 21
+    calls = []
+    exact = sets.sample_rows
+    monkeypatch.setattr(sets, "sample_rows", lambda sizes, n, g=None: calls.append(list(sizes)) or exact(sizes, n, g))
+    idx = sets.sample_rows_fast([20, 5000, 20], 20, torch.Generator().manual_seed(0))
+    # 40 draws from 20 rows hold all 20 only by chance (about 4 %): here both small classes are redrawn
+    assert calls == [[20, 20]]
+    assert sorted(idx[0].tolist()) == sorted(idx[2].tolist()) == list(range(20))
+    assert len(set(idx[1].tolist())) == 20
+    with pytest.raises(ValueError, match="positive"):
+        sets.sample_rows_fast([30], 0)
 
 
 def test_fast_resampling_search_end_to_end():

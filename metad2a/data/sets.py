@@ -44,6 +44,8 @@ def sample_rows_fast(sizes: Sequence[int], num_sample: int, generator: torch.Gen
     order: by symmetry a uniformly random subset. A class whose draws hold fewer distinct rows (small
     classes; for 5,000 rows practically never) is drawn again with ``sample_rows``.
     """
+    if num_sample < 1:
+        raise ValueError(f"num_sample must be positive, got {num_sample}")
     sizes_t = torch.tensor(list(sizes))
     draws = 2 * num_sample
     u = torch.rand(len(sizes_t), draws, generator=generator, dtype=torch.float64)

@@ -84,7 +84,7 @@ class MAB(nn.Module):
         never materialises the [b*h, n, n] logits (the OFA pooled loop's inter-class pooling attends
         over 100*C prototypes: 5-6x faster there on the CPU). Short sets (a class's 20 rows) are
         moved head-major once for all three projections, the logits' scale and the residual on the
-        queries are fused into the batched products (``baddbmm``): about 30 % faster than ``attend``.
+        queries are fused into the batched products (``baddbmm``): about 20 % less time than ``attend``.
         """
         if getattr(self, "ln0", None) is not None:
             return self.attend(*P.split(self.dim_V, -1))
@@ -92,12 +92,12 @@ class MAB(nn.Module):
         h, split = self.num_heads, self.dim_V // self.num_heads
         scale = 1 / math.sqrt(self.dim_V)  # the original's: the full width dim_V, not the head width
         if n >= FUSED_MIN_LEN:
-            Q, K, V = (X.view(b, n, h, split).transpose(1, 2) for X in P.split(self.dim_V, -1))  # [b, h, n, split]
+            Q, K, V = (X.reshape(b, n, h, split).transpose(1, 2) for X in P.split(self.dim_V, -1))  # [b, h, n, split]
             O = P[..., : self.dim_V] + F.scaled_dot_product_attention(Q, K, V, scale=scale).transpose(1, 2).reshape(
                 b, n, self.dim_V)
         else:
             # head-major as ``attend`` stacks them: [3, h*b, n, split], all sets of head 0 first
-            Q, K, V = P.view(b, n, 3, h, split).permute(2, 3, 0, 1, 4).reshape(3, h * b, n, split)
+            Q, K, V = P.reshape(b, n, 3, h, split).permute(2, 3, 0, 1, 4).reshape(3, h * b, n, split)
             A = torch.baddbmm(Q.new_empty(h * b, n, n), Q, K.transpose(1, 2), beta=0, alpha=scale).softmax(-1)
             O = torch.baddbmm(Q, A, V).view(h, b, n, split).permute(1, 2, 0, 3).reshape(b, n, self.dim_V)
         return O + torch.relu(self.fc_o(O))
